@@ -1,0 +1,3 @@
+from spire_ir.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""SPIRE's parameterised degradation (paper §4.1, Table 2), which writes its own restoration prompt.
+
+Four stages, each applied independently with p = 0.5, always in the order blur → downsample → noise → JPEG:
+
+==========  =======================  ============================
+stage       parameter                prompt text
+==========  =======================  ============================
+blur        σ ~ U(0.2, 3.0) px       "Deblur with sigma 2.1"
+downsample  factor ~ U(1, 7)         "Upsample to 3.4"
+noise       σ ~ U(0, 0.12) ([0,1])   "Denoise with sigma 0.05"
+JPEG        quality ~ U{30..92}      "Dejpeg with quality 61"
+==========  =======================  ============================
+
+Each applied stage is named in the prompt, with its parameter with p = 0.5 and as the bare type otherwise
+("Deblur"). Parameters are rounded to the precision of the prompt text *before* they are applied, so the prompt
+and the record describe exactly what was done.
+
+When no stage fires (probability 1/16) the default policy ``empty="resample"`` redraws the four coin flips, so
+an identity pair with an empty prompt never reaches training; each stage then fires with probability 8/15.
+``empty="keep"`` returns y = x with prompt "" and ``record["identity"] = True`` for callers that want it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .. import prompts
+from ..prompts import RestorationOp
+from ..seeding import coin, randint, uniform
+from . import ops as O
+
+__all__ = ["ParameterizedConfig", "ParameterizedDegradation", "apply_ops"]
+
+
+@dataclass(frozen=True)
+class ParameterizedConfig:
+    """Options of the parameterised pipeline; the defaults are the paper's Table 2."""
+
+    stage_prob: float = 0.5  # each stage fires independently with this probability
+    param_prob: float = 0.5  # a fired stage is described with its parameter with this probability
+    blur_sigma: tuple[float, float] = (0.2, 3.0)
+    down_factor: tuple[float, float] = (1.0, 7.0)
+    noise_sigma: tuple[float, float] = (0.0, 0.12)
+    jpeg_quality: tuple[int, int] = (30, 92)
+    empty: Literal["resample", "keep"] = "resample"
+
+    def __post_init__(self) -> None:
+        if self.empty not in ("resample", "keep"):
+            raise ValueError(f"empty must be 'resample' or 'keep', got {self.empty!r}")
+        if not 0 < self.stage_prob <= 1:
+            raise ValueError(f"stage_prob must be in (0, 1], got {self.stage_prob}")
+
+
+@dataclass(frozen=True)
+class StageDraw:
+    """One fired stage: the op (with its applied value) and whether the prompt names the value."""
+
+    op: RestorationOp
+    with_param: bool
+
+    def prompt_op(self) -> RestorationOp:
+        return self.op if self.with_param else RestorationOp(self.op.kind)
+
+
+def apply_op(image: torch.Tensor, op: RestorationOp, generator: torch.Generator) -> torch.Tensor:
+    """Apply one restoration op *as a degradation* (the op names what a restorer would undo).
+
+    Args:
+        image: (B, 3, H, W) in [0, 1].
+        op: an op with a value (deblur σ → Gaussian blur, upsample f → down-up by f, denoise σ → Gaussian
+            noise, dejpeg q → JPEG at quality q).
+        generator: randomness for the noise.
+    """
+    if op.value is None:
+        raise ValueError(f"op {op.kind!r} has no value to apply; sample one first")
+    if op.kind == "deblur":
+        return O.gaussian_blur(image, op.value)
+    if op.kind == "upsample":
+        return O.resize_down_up(image, op.value)
+    if op.kind == "denoise":
+        return O.add_gaussian_noise(image, op.value, generator) if op.value > 0 else image
+    return O.jpeg(image, int(op.value))
+
+
+def apply_ops(
+    image: torch.Tensor, ops: list[RestorationOp] | tuple[RestorationOp, ...], generator: torch.Generator
+):
+    """Apply ops in order (each with a value). Returns the degraded (B, 3, H, W) image."""
+    for op in ops:
+        image = apply_op(image, op, generator)
+    return image
+
+
+def op_record(op: RestorationOp, with_param: bool = True) -> dict:
+    """The JSON record of one applied op, e.g. {"op": "deblur", "sigma": 2.0, "in_prompt": "Deblur ..."}."""
+    spec = op.spec
+    value = int(op.value) if spec.decimals == 0 else op.value
+    text = op.text() if with_param else RestorationOp(op.kind).text()
+    return {"op": op.kind, spec.param: value, "in_prompt": text}
+
+
+class ParameterizedDegradation:
+    """The parameterised branch: ``sample_params`` draws stages, ``apply`` applies them, ``__call__`` does both."""
+
+    name = "parameterized"
+
+    def __init__(self, config: ParameterizedConfig | None = None) -> None:
+        self.config = config or ParameterizedConfig()
+
+    def _draw_value(self, kind: str, generator: torch.Generator) -> float:
+        c = self.config
+        if kind == "deblur":
+            return uniform(generator, *c.blur_sigma)
+        if kind == "upsample":
+            return uniform(generator, *c.down_factor)
+        if kind == "denoise":
+            return uniform(generator, *c.noise_sigma)
+        return float(randint(generator, *c.jpeg_quality))
+
+    def sample_value(self, kind: str, generator: torch.Generator) -> RestorationOp:
+        """A value for ``kind`` drawn from its training range, rounded to prompt precision."""
+        return RestorationOp(kind, self._draw_value(kind, generator))
+
+    def sample_params(self, generator: torch.Generator) -> list[StageDraw]:
+        """Draw which stages fire and their parameters (the empty draw is handled by ``config.empty``)."""
+        while True:
+            fired = [kind for kind in prompts.OP_KINDS if coin(generator, self.config.stage_prob)]
+            if fired or self.config.empty == "keep":
+                break
+        draws = []
+        for kind in fired:
+            op = self.sample_value(kind, generator)
+            draws.append(StageDraw(op=op, with_param=coin(generator, self.config.param_prob)))
+        return draws
+
+    def apply(self, image: torch.Tensor, draws: list[StageDraw], generator: torch.Generator) -> torch.Tensor:
+        """Apply drawn stages in order. image: (B, 3, H, W) in [0, 1]."""
+        return apply_ops(image, [d.op for d in draws], generator)
+
+    @staticmethod
+    def prompt(draws: list[StageDraw]) -> str:
+        """The restoration prompt c_r for the drawn stages."""
+        return prompts.format([d.prompt_op() for d in draws])
+
+    @staticmethod
+    def record(draws: list[StageDraw]) -> dict:
+        rec: dict = {"pipeline": "parameterized", "ops": [op_record(d.op, d.with_param) for d in draws]}
+        if not draws:
+            rec["identity"] = True
+        return rec
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, str, dict]:
+        """Degrade one image (or a batch with shared parameters). Returns (y, c_r, record)."""
+        draws = self.sample_params(generator)
+        return self.apply(image, draws, generator), self.prompt(draws), self.record(draws)

@@ -1,0 +1,210 @@
+"""The one place where images cross the library boundary.
+
+Inside ``spire_ir`` every image is a ``(B, 3, H, W)`` float tensor, RGB, in ``[0, 1]``. This module converts
+to and from PIL / numpy / files, and nothing else in the package does. It also holds the safe-write helper that
+every command uses: outputs are written to a temporary file beside the target and moved into place with
+``os.replace``, so a crash never leaves a half-written file and an input is never overwritten.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageLoadError(ValueError):
+    """An input file could not be decoded as an image."""
+
+
+@dataclass
+class LoadedImage:
+    """An image read from disk, converted to the canonical format.
+
+    Attributes:
+        tensor: (1, 3, H, W) float32 in [0, 1], RGB.
+        path: where it was read from.
+        conversions: human-readable notes on every conversion applied (EXIF rotation, mode changes).
+    """
+
+    tensor: torch.Tensor
+    path: Path
+    conversions: list[str] = field(default_factory=list)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Every file in ``folder`` (not recursive) whose extension looks like an image, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image to a (1, 3, H, W) float32 tensor in [0, 1]."""
+    if image.mode != "RGB":
+        raise ValueError(f"pil_to_tensor expects an RGB image, got mode {image.mode!r}; use load_image().")
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) or (1, 3, H, W) tensor in [0, 1] to an (H, W, 3) uint8 array (rounded, clipped)."""
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"tensor_to_uint8 takes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
+    return image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """A (3, H, W) or (1, 3, H, W) tensor in [0, 1] to an RGB PIL image."""
+    return Image.fromarray(tensor_to_uint8(image))
+
+
+def quantize_8bit(image: torch.Tensor) -> torch.Tensor:
+    """Round a [0, 1] tensor to the 256 levels an 8-bit file can hold (any shape)."""
+    return image.clamp(0, 1).mul(255).round().div(255)
+
+
+def _to_rgb(image: Image.Image, conversions: list[str]) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB, noting what was done."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image).astype(np.float64)
+        peak = 65535.0 if (mode.startswith("I;16") or array.max() > 255) else 255.0
+        gray = np.clip(np.round(array / peak * 255.0), 0, 255).astype(np.uint8)
+        conversions.append(f"{'16' if peak > 255 else '32'}-bit grayscale ({mode}) scaled to 8-bit RGB")
+        return Image.fromarray(np.stack([gray] * 3, axis=-1))
+    if mode == "F":
+        array = np.clip(np.asarray(image), 0, 1)
+        gray = np.round(array * 255).astype(np.uint8)
+        conversions.append("32-bit float grayscale clipped to [0, 1] and converted to 8-bit RGB")
+        return Image.fromarray(np.stack([gray] * 3, axis=-1))
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        conversions.append(f"{mode} with alpha composited onto white, alpha dropped")
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("L", "1"):
+        conversions.append(f"grayscale ({mode}) replicated to RGB")
+    elif mode == "CMYK":
+        conversions.append("CMYK converted to RGB (no colour profile applied)")
+    else:
+        conversions.append(f"{mode} converted to RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Read an image file into the canonical format, converting explicitly.
+
+    EXIF orientation is applied, and grayscale, palette, RGBA, CMYK and 16-bit files are converted to 8-bit RGB.
+    Every conversion is listed in ``LoadedImage.conversions`` so that callers can record it.
+
+    Args:
+        path: an image file.
+
+    Returns:
+        A ``LoadedImage`` whose tensor is (1, 3, H, W) float32 in [0, 1].
+
+    Raises:
+        ImageLoadError: the file is missing, empty or not a decodable image.
+    """
+    path = Path(path)
+    conversions: list[str] = []
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            transposed = ImageOps.exif_transpose(opened)
+            orientation = opened.getexif().get(0x0112, 1)
+            if orientation not in (None, 1):
+                conversions.append(f"EXIF orientation {orientation} applied")
+            rgb = _to_rgb(transposed, conversions)
+            # 16-bit RGB PNGs are read by Pillow as 8-bit RGB; note that precision was dropped.
+            if opened.mode == "RGB" and opened.info.get("bitdepth", 8) == 16:
+                conversions.append("16-bit RGB reduced to 8-bit")
+    except FileNotFoundError as error:
+        raise ImageLoadError(f"{path}: no such file") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(
+            f"{path}: cannot decode as an image ({error}); check that the file is a complete PNG/JPEG/WebP/TIFF"
+        ) from error
+    return LoadedImage(tensor=pil_to_tensor(rgb), path=path, conversions=conversions)
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def guard_not_input(output: Path, inputs: list[Path] | tuple[Path, ...]) -> None:
+    """Raise if ``output`` is one of ``inputs`` (we never overwrite an input)."""
+    resolved = output.resolve()
+    for item in inputs:
+        if item.resolve() == resolved:
+            raise ValueError(f"refusing to overwrite the input {item}; choose another output path with -o")
+
+
+def encode_image(image: torch.Tensor, fmt: str, quality: int = 95) -> bytes:
+    """Encode a (1, 3, H, W) / (3, H, W) [0, 1] tensor as PNG or JPEG bytes."""
+    fmt = fmt.lower().lstrip(".")
+    buffer = io.BytesIO()
+    pil = tensor_to_pil(image)
+    if fmt == "png":
+        pil.save(buffer, format="PNG")
+    elif fmt in ("jpg", "jpeg"):
+        pil.save(buffer, format="JPEG", quality=quality)
+    elif fmt == "webp":
+        pil.save(buffer, format="WEBP", lossless=True)
+    else:
+        raise ValueError(f"unsupported output format {fmt!r}; use png, jpg or webp")
+    return buffer.getvalue()
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike, quality: int = 95) -> Path:
+    """Write an image atomically; the format follows the file extension (png, jpg, webp).
+
+    Args:
+        image: (1, 3, H, W) or (3, H, W) float in [0, 1], RGB.
+        path: destination; its parent folders are created.
+        quality: JPEG quality when the extension is .jpg/.jpeg.
+    """
+    path = Path(path)
+    _atomic_write(path, encode_image(image, path.suffix or ".png", quality=quality))
+    return path
+
+
+def save_json(data: Any, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (UTF-8, indented, keys in insertion order)."""
+    path = Path(path)
+    _atomic_write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return path
+
+
+def append_jsonl(data: Any, path: str | os.PathLike) -> None:
+    """Append one JSON line; the line is written with a single ``write`` call and flushed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(data, ensure_ascii=False) + "\n")
+        stream.flush()

@@ -1,0 +1,306 @@
+"""One grammar for restoration prompts (the paper's c_r, Table 2).
+
+A restoration prompt is a comma-separated list of operations, in the order the degradations were applied::
+
+    Deblur with sigma 2.1, Upsample to 3.4, Denoise with sigma 0.05, Dejpeg with quality 61
+
+Each operation may also appear without its parameter ("Deblur"), and ``Remove all degradation`` asks for blind
+restoration (the prompt paired with Real-ESRGAN degradations in training).
+
+``parse`` turns text into a :class:`RestorationPrompt`; ``format`` writes the canonical text back, and
+``parse(format(p)) == p`` for every valid prompt. The model itself reads the *text*, not the parse, so words the
+grammar does not know are kept (``RestorationPrompt.unknown``) and passed on with a warning, or rejected when
+``strict=True``. The same grammar drives ``spire_ir.degradations.degrade``, which applies a prompt's operations.
+
+Units: blur sigma in pixels, upsample factor as a ratio, noise sigma on the [0, 1] intensity scale (not 0-255),
+JPEG quality as the libjpeg 1-100 integer.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BLIND_PROMPT",
+    "OP_KINDS",
+    "OP_SPECS",
+    "OpSpec",
+    "PromptError",
+    "PromptWarning",
+    "RestorationOp",
+    "RestorationPrompt",
+    "format",
+    "format_prompt",
+    "parse",
+    "parse_prompt",
+]
+
+BLIND_PROMPT = "Remove all degradation"
+
+
+class PromptError(ValueError):
+    """A restoration prompt names an operation with an invalid value, or (strict mode) has unknown words."""
+
+
+class PromptWarning(UserWarning):
+    """A restoration prompt has words the grammar does not know, or a value outside the training range."""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """How one operation is written and what values it takes.
+
+    Attributes:
+        verb: the canonical leading word ("Deblur").
+        phrase: the words between verb and value in canonical text ("with sigma").
+        param: the name of the parameter in degradation records ("sigma").
+        decimals: digits after the point in canonical text (0 means an integer).
+        valid: the closed range of values the grammar accepts.
+        train: the range the parameterised degradation draws from in training (paper Table 2).
+        unit_hint: a few words on the unit, used in error messages.
+    """
+
+    verb: str
+    phrase: str
+    param: str
+    decimals: int
+    valid: tuple[float, float]
+    train: tuple[float, float]
+    unit_hint: str
+
+
+OP_SPECS: dict[str, OpSpec] = {
+    "deblur": OpSpec("Deblur", "with sigma", "sigma", 1, (0.1, 20.0), (0.2, 3.0), "blur sigma is in pixels"),
+    "upsample": OpSpec("Upsample", "to", "factor", 1, (1.0, 16.0), (1.0, 7.0), "the factor is a size ratio"),
+    "denoise": OpSpec(
+        "Denoise", "with sigma", "sigma", 2, (0.0, 1.0), (0.0, 0.12), "noise sigma is in [0,1] units"
+    ),
+    "dejpeg": OpSpec(
+        "Dejpeg", "with quality", "quality", 0, (1.0, 100.0), (30.0, 92.0), "JPEG quality is an integer 1-100"
+    ),
+}
+OP_KINDS: tuple[str, ...] = tuple(OP_SPECS)
+
+# Words that name an operation (after lower-casing and removing punctuation).
+_VERBS: dict[str, str] = {
+    "deblur": "deblur",
+    "unblur": "deblur",
+    "sharpen": "deblur",
+    "upsample": "upsample",
+    "upscale": "upsample",
+    "superresolve": "upsample",
+    "denoise": "denoise",
+    "dejpeg": "dejpeg",
+    "deblock": "dejpeg",
+}
+# Words allowed between the verb and the number; they carry no meaning for the parse.
+_FILLER = {
+    "with",
+    "a",
+    "the",
+    "sigma",
+    "σ",
+    "s",
+    "to",
+    "by",
+    "of",
+    "factor",
+    "x",
+    "quality",
+    "q",
+    "at",
+    "level",
+}
+_NUMBER = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
+_BLIND = re.compile(r"^remove (?:all )?(?:the )?degradations?$")
+_SEPARATORS = re.compile(r"[,;\n]+|\s+(?:and then|and|then)\s+|\s*[&+]\s*")
+
+
+def _round(kind: str, value: float) -> float:
+    decimals = OP_SPECS[kind].decimals
+    return float(round(value)) if decimals == 0 else round(float(value), decimals)
+
+
+@dataclass(frozen=True)
+class RestorationOp:
+    """One operation of a restoration prompt.
+
+    The value is rounded to the precision of the canonical text on construction (1 decimal for blur sigma and
+    the upsample factor, 2 for noise sigma, an integer for JPEG quality), so an op always round-trips through
+    text.
+
+    Args:
+        kind: one of ``OP_KINDS``: "deblur", "upsample", "denoise", "dejpeg".
+        value: the operation's parameter, or None when the prompt names only the type.
+
+    Raises:
+        PromptError: unknown kind, or a value outside ``OP_SPECS[kind].valid``.
+    """
+
+    kind: str
+    value: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OP_SPECS:
+            raise PromptError(f"unknown restoration op {self.kind!r}; expected one of {', '.join(OP_KINDS)}")
+        if self.value is None:
+            return
+        value = _round(self.kind, float(self.value))
+        low, high = OP_SPECS[self.kind].valid
+        if not low <= value <= high:
+            raise PromptError(_range_message(self.kind, float(self.value)))
+        object.__setattr__(self, "value", value)
+
+    @property
+    def spec(self) -> OpSpec:
+        return OP_SPECS[self.kind]
+
+    def text(self) -> str:
+        """Canonical text, e.g. "Denoise with sigma 0.05" or "Denoise"."""
+        spec = self.spec
+        if self.value is None:
+            return spec.verb
+        number = f"{int(self.value)}" if spec.decimals == 0 else f"{self.value:.{spec.decimals}f}"
+        return f"{spec.verb} {spec.phrase} {number}"
+
+
+@dataclass(frozen=True)
+class RestorationPrompt:
+    """A parsed restoration prompt.
+
+    Attributes:
+        ops: the operations in the order written (the order the degradations were applied).
+        blind: True for "Remove all degradation" (blind restoration).
+        unknown: fragments the grammar did not understand, kept verbatim; the model still reads them.
+    """
+
+    ops: tuple[RestorationOp, ...] = ()
+    blind: bool = False
+    unknown: tuple[str, ...] = field(default=())
+
+    @property
+    def text(self) -> str:
+        return format(self)
+
+    def kinds(self) -> list[str]:
+        return [op.kind for op in self.ops]
+
+
+def _range_message(kind: str, value: float, fragment: str | None = None) -> str:
+    spec = OP_SPECS[kind]
+    low, high = spec.valid
+    where = f"{fragment!r}: " if fragment else ""
+    message = (
+        f"{where}{kind} {spec.param} {value:g} is outside the valid range [{low:g}, {high:g}] "
+        f"({spec.unit_hint}; {spec.train[0]:g}-{spec.train[1]:g} were seen in training)"
+    )
+    if kind == "denoise" and value > 1:
+        message += f"; did you mean {value / 100:.2f} ({value:g}/100) or {value / 255:.3f} ({value:g}/255)?"
+    elif kind == "dejpeg" and 0 < value <= 1:
+        message += f"; did you mean {round(value * 100)}?"
+    return message
+
+
+def _normalise(fragment: str) -> str:
+    text = fragment.lower().replace("-", "").replace("σ", " sigma ")
+    text = re.sub(r"[^a-z0-9.\s]", " ", text)
+    return " ".join(text.split())
+
+
+def _parse_fragment(fragment: str) -> RestorationOp | str | None:
+    """Return an op, the string "blind", or None when the fragment is not understood."""
+    text = _normalise(fragment)
+    if not text:
+        return None
+    if _BLIND.match(text):
+        return "blind"
+    tokens = text.split()
+    if tokens[0] not in _VERBS:
+        return None
+    kind = _VERBS[tokens[0]]
+    numbers: list[float] = []
+    for token in tokens[1:]:
+        token = token.rstrip(".")
+        # "4x" / "x4" for the upsample factor
+        bare = token.removeprefix("x").removesuffix("x") if kind == "upsample" else token
+        if _NUMBER.match(bare):
+            numbers.append(float(bare))
+        elif token not in _FILLER:
+            return None
+    if len(numbers) > 1:
+        return None
+    if not numbers:
+        return RestorationOp(kind)
+    value = numbers[0]
+    spec = OP_SPECS[kind]
+    low, high = spec.valid
+    if not low <= _round(kind, value) <= high:
+        raise PromptError(_range_message(kind, value, fragment.strip()))
+    if spec.decimals == 0 and value != int(value):
+        raise PromptError(f"{fragment.strip()!r}: {kind} {spec.param} must be a whole number, got {value:g}")
+    if not spec.train[0] <= value <= spec.train[1]:
+        warnings.warn(
+            f"{fragment.strip()!r}: {kind} {spec.param} {value:g} is outside the training range "
+            f"{spec.train[0]:g}-{spec.train[1]:g}; the model may not follow it",
+            PromptWarning,
+            stacklevel=4,
+        )
+    return RestorationOp(kind, value)
+
+
+def parse(text: str, strict: bool = False) -> RestorationPrompt:
+    """Parse a restoration prompt.
+
+    Case, extra spaces and punctuation are ignored; fragments are separated by commas, semicolons, "and" or
+    "then". "remove all degradation(s)" means blind restoration.
+
+    Args:
+        text: the prompt, e.g. "Deblur with sigma 2.0, Denoise with sigma 0.05".
+        strict: raise instead of warning when a fragment is not understood.
+
+    Returns:
+        The parsed prompt. Unknown fragments are kept in ``unknown``.
+
+    Raises:
+        PromptError: a value is out of range (always), or an unknown fragment under ``strict``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a restoration prompt must be a string, got {type(text).__name__}")
+    ops: list[RestorationOp] = []
+    unknown: list[str] = []
+    blind = False
+    for fragment in _SEPARATORS.split(text):
+        if not fragment.strip(" .\t"):
+            continue
+        parsed = _parse_fragment(fragment)
+        if parsed == "blind":
+            blind = True
+        elif isinstance(parsed, RestorationOp):
+            ops.append(parsed)
+        else:
+            unknown.append(fragment.strip())
+    if unknown:
+        message = (
+            f"restoration prompt {text!r}: not understood: {', '.join(repr(u) for u in unknown)}. Known ops: "
+            "'Deblur with sigma S', 'Upsample to F', 'Denoise with sigma S', 'Dejpeg with quality Q', "
+            f"'{BLIND_PROMPT}'"
+        )
+        if strict:
+            raise PromptError(message)
+        warnings.warn(message + "; the text is passed to the model as written", PromptWarning, stacklevel=2)
+    return RestorationPrompt(ops=tuple(ops), blind=blind, unknown=tuple(unknown))
+
+
+def format(prompt: RestorationPrompt | list[RestorationOp] | tuple[RestorationOp, ...]) -> str:  # noqa: A001
+    """Write the canonical text of a prompt (ops joined by ", "; blind first; unknown fragments last)."""
+    if not isinstance(prompt, RestorationPrompt):
+        prompt = RestorationPrompt(ops=tuple(prompt))
+    parts = ([BLIND_PROMPT] if prompt.blind else []) + [op.text() for op in prompt.ops] + list(prompt.unknown)
+    return ", ".join(parts)
+
+
+# Names that do not shadow builtins, for callers that prefer them.
+parse_prompt = parse
+format_prompt = format

@@ -1,0 +1,50 @@
+"""Test helpers: small synthetic photos made on the fly (no binary test data, no downloads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def make_photo(height: int = 64, width: int = 64, seed: int = 0) -> torch.Tensor:
+    """A deterministic photo-like (1, 3, H, W) image in [0, 1]: smooth gradients, edges and texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    base = np.stack(
+        [
+            0.5 + 0.4 * np.sin(xx / (5 + seed % 3)) * np.cos(yy / 7),
+            (xx + yy) / (height + width),
+            0.3 + 0.5 * ((xx // 12 + yy // 12) % 2),
+        ]
+    )
+    circle = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) < (min(height, width) / 4) ** 2
+    base[:, circle] = base[:, circle] * 0.3 + 0.6
+    base += rng.normal(0, 0.02, size=base.shape)
+    return torch.from_numpy(np.clip(base, 0, 1)).float().unsqueeze(0)
+
+
+def write_photo_folder(folder, size: int = 48) -> dict[str, str]:
+    """Write a folder of awkward but valid inputs plus one corrupt file; returns name -> expected note."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = (make_photo(size, size)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(rgb).save(folder / "plain.png")
+    Image.fromarray(rgb[..., 0]).save(folder / "gray.png")
+    rgba = np.concatenate([rgb, np.full((size, size, 1), 128, np.uint8)], axis=-1)
+    Image.fromarray(rgba).save(folder / "alpha.png")
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(folder / "deep.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    Image.fromarray(rgb[:, : size // 2]).save(folder / "rotated.jpg", exif=exif, quality=95)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4)
+    return {
+        "plain.png": "",
+        "gray.png": "grayscale",
+        "alpha.png": "alpha",
+        "deep.png": "16-bit",
+        "rotated.jpg": "EXIF orientation 6",
+    }
