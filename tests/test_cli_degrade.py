@@ -1,8 +1,8 @@
 import json
 
-from helpers import make_photo, write_photo_folder
 from PIL import Image
 
+from helpers import make_photo, write_photo_folder
 from spire_ir.cli import main
 from spire_ir.image_utils import save_image
 

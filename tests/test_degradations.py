@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import make_photo
 from spire_ir import prompts
 from spire_ir.degradations import (
     DegradationMixer,
@@ -16,9 +17,6 @@ from spire_ir.degradations import (
 from spire_ir.degradations import ops as O
 from spire_ir.degradations.kernels import KERNEL_TYPES, mixed_kernel, sinc_kernel
 from spire_ir.seeding import derive_seed, make_generator
-
-from helpers import make_photo
-
 
 # ----------------------------------------------------------------------------------------- determinism
 
@@ -175,7 +173,7 @@ def test_keep_policy_gives_p_half_and_flags_identity(photo):
 def test_prompt_matches_record_and_application(photo):
     pipeline = ParameterizedDegradation()
     for seed in range(20):
-        y, c_r, record = pipeline(photo, make_generator(seed))
+        _y, c_r, record = pipeline(photo, make_generator(seed))
         assert c_r == ", ".join(op["in_prompt"] for op in record["ops"])
         parsed = prompts.parse(c_r)
         assert parsed.kinds() == [op["op"] for op in record["ops"]]
@@ -238,7 +236,7 @@ def test_degrade_applies_exactly_the_prompt(photo):
 
 
 def test_degrade_fills_missing_values_from_the_training_range(photo):
-    _, text, record = degrade(photo, "Upsample, Dejpeg", make_generator(4))
+    _, text, _record = degrade(photo, "Upsample, Dejpeg", make_generator(4))
     parsed = prompts.parse(text)
     assert parsed.kinds() == ["upsample", "dejpeg"]
     assert 1.0 <= parsed.ops[0].value <= 7.0 and 30 <= parsed.ops[1].value <= 92

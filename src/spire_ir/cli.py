@@ -110,6 +110,267 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+# --------------------------------------------------------------------------------------------- restore
+
+
+NO_MODEL_MESSAGE = (
+    "no model given: pass --model DIR, a SPIRE pipeline folder. Make one with `spire train CONFIG` (a trained "
+    "model), or `spire new-model --preset tiny -o DIR` (random weights, for trying the tools); a built-in "
+    "default model is not shipped yet"
+)
+
+
+def _pick_device(name: str) -> str:
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _load_pipeline(args: argparse.Namespace):
+    import torch
+
+    from .pipeline import SpirePipeline
+
+    if args.model is None:
+        raise CommandError(NO_MODEL_MESSAGE)
+    device = _pick_device(args.device)
+    precision = args.precision or ("fp16" if device == "cuda" else "fp32")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    try:
+        pipe = SpirePipeline.from_pretrained(args.model, dtype=dtype)
+    except (FileNotFoundError, OSError, ValueError) as error:
+        raise CommandError(str(error)) from error
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=not args.progress, leave=False)
+    return pipe, {"device": device, "precision": precision}
+
+
+def _check_restoration_prompt(text: str) -> None:
+    import warnings
+
+    from .prompts import PromptError, parse
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            parse(text)
+        except PromptError as error:
+            raise CommandError(str(error)) from error
+    for warning in caught:
+        print(f"spire: warning: {warning.message}", file=sys.stderr)
+
+
+def _sidecar_prompts(path: Path) -> dict[str, str]:
+    """Prompts from NAME.json (semantic_prompt / restoration_prompt) and NAME.txt (semantic prompt)."""
+    import json
+
+    found: dict[str, str] = {}
+    text = path.with_suffix(".txt")
+    if text.is_file():
+        found["semantic_prompt"] = text.read_text(encoding="utf-8").strip()
+    meta = path.with_suffix(".json")
+    if meta.is_file():
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{meta}: not valid JSON ({error})") from error
+        for key, aliases in (
+            ("semantic_prompt", ("semantic_prompt", "c_s")),
+            ("restoration_prompt", ("restoration_prompt", "c_r")),
+        ):
+            for alias in aliases:
+                if isinstance(data.get(alias), str):
+                    found[key] = data[alias]
+                    break
+    return found
+
+
+def _sampler_settings(args: argparse.Namespace) -> dict:
+    return {
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "start": args.start,
+        "strength": args.strength,
+        "adaptor_scale": args.adaptor_scale,
+        "color_fix": args.color_fix,
+        "tile_size": args.tile or None,
+        "tile_overlap": args.tile_overlap,
+        "negative_prompt": args.negative_prompt,
+    }
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    import torch
+
+    from .image_utils import ImageLoadError, append_jsonl, guard_not_input, load_image, save_image
+    from .prompts import BLIND_PROMPT
+    from .seeding import make_generator
+
+    files = _inputs(Path(args.input))
+    if args.restore is not None:
+        _check_restoration_prompt(args.restore)
+    pipe, runtime = _load_pipeline(args)
+    outdir = Path(args.output)
+    settings = _sampler_settings(args)
+    failures = 0
+    for path in files:
+        try:
+            sidecar = _sidecar_prompts(path)
+            semantic = args.prompt if args.prompt is not None else sidecar.get("semantic_prompt", "")
+            restoration = (
+                args.restore if args.restore is not None else sidecar.get("restoration_prompt", BLIND_PROMPT)
+            )
+            if args.restore is None and "restoration_prompt" in sidecar:
+                _check_restoration_prompt(restoration)
+            ext = args.ext if args.ext != "auto" else (path.suffix.lower().lstrip(".") or "png")
+            ext = ext if ext in ("png", "jpg", "jpeg", "webp") else "png"
+            many = args.num_samples > 1
+            targets = [
+                outdir / f"{path.stem}{args.suffix}{f'_{k}' if many else ''}.{ext}"
+                for k in range(args.num_samples)
+            ]
+            for target in targets:
+                guard_not_input(target, files)
+            loaded = load_image(path)
+            generators = [make_generator(args.seed + k) for k in range(args.num_samples)]
+            images = pipe(
+                loaded.tensor,
+                prompt=semantic,
+                restoration_prompt=restoration,
+                generator=generators,
+                num_images_per_prompt=args.num_samples,
+                output_type="pt",
+                **settings,
+            ).images
+            for k, (image, target) in enumerate(zip(images, targets, strict=True)):
+                save_image(image.unsqueeze(0), target)
+                append_jsonl(
+                    {
+                        "input": str(path),
+                        "output": str(target),
+                        "semantic_prompt": semantic,
+                        "restoration_prompt": restoration,
+                        "seed": args.seed + k,
+                        "model": str(args.model),
+                        **{k2: v for k2, v in settings.items()},
+                        **runtime,
+                        "conversions": loaded.conversions,
+                    },
+                    outdir / "prompts.jsonl",
+                )
+                print(f"{path} -> {target}")
+        except (ImageLoadError, ValueError, OSError, torch.cuda.OutOfMemoryError) as error:
+            failures += 1
+            _report(path, error)
+    if failures:
+        print(f"spire restore: {failures} of {len(files)} file(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+# --------------------------------------------------------------------------------------------- walk
+
+
+def _label_grid(cells: list, labels: list[str], cell_size: tuple[int, int]):
+    """Cells side by side, each with its label (wrapped) in a band underneath."""
+    import textwrap
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height = cell_size
+    font = ImageFont.load_default()
+    chars = max(8, width // 7)
+    wrapped = [textwrap.wrap(label, chars) or [""] for label in labels]
+    band = 14 * max(len(w) for w in wrapped) + 8
+    grid = Image.new("RGB", (width * len(cells), height + band), "white")
+    draw = ImageDraw.Draw(grid)
+    for index, (cell, lines) in enumerate(zip(cells, wrapped, strict=True)):
+        grid.paste(cell, (index * width, 0))
+        for row, line in enumerate(lines):
+            draw.text((index * width + 4, height + 4 + 14 * row), line, fill="black", font=font)
+    return grid
+
+
+def cmd_walk(args: argparse.Namespace) -> int:
+    from .image_utils import ImageLoadError, guard_not_input, load_image, save_json, tensor_to_pil
+    from .prompts import BLIND_PROMPT
+    from .seeding import make_generator
+
+    source = Path(args.input)
+    output = Path(args.output)
+    values = [v.strip() for v in (args.values.split("|") if "|" in args.values else args.values.split(","))]
+    values = [v for v in values if v]
+    if not values:
+        raise CommandError("--values is empty; give a comma-separated list, e.g. 0.02,0.06,0.12")
+    restore_template = args.restore or BLIND_PROMPT
+    semantic_template = args.prompt or ""
+    walk_semantic = "{}" in semantic_template
+    if "{}" not in restore_template and not walk_semantic:
+        raise CommandError('put "{}" where the values go, in -r (e.g. "Denoise with sigma {}") or in -p')
+    pairs = [
+        (semantic_template.replace("{}", v) if walk_semantic else semantic_template,
+         restore_template.replace("{}", v) if "{}" in restore_template else restore_template)
+        for v in values
+    ]  # fmt: skip
+    for _, restoration in pairs:
+        _check_restoration_prompt(restoration)
+    guard_not_input(output, [source])
+    try:
+        loaded = load_image(source)
+    except ImageLoadError as error:
+        raise CommandError(str(error)) from error
+    pipe, runtime = _load_pipeline(args)
+    settings = _sampler_settings(args)
+    cells, labels = [tensor_to_pil(loaded.tensor)], ["input"]
+    for semantic, restoration in pairs:
+        image = pipe(
+            loaded.tensor,
+            prompt=semantic,
+            restoration_prompt=restoration,
+            generator=make_generator(args.seed),
+            output_type="pt",
+            **settings,
+        ).images[0]
+        cells.append(tensor_to_pil(image))
+        labels.append(f"{restoration}" + (f" | {semantic}" if walk_semantic or semantic else ""))
+    grid = _label_grid(cells, labels, cells[0].size)
+    import io
+
+    from .image_utils import _atomic_write
+
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG" if output.suffix.lower() != ".jpg" else "JPEG")
+    _atomic_write(output, buffer.getvalue())
+    save_json(
+        {"input": str(source), "cells": [{"semantic_prompt": s, "restoration_prompt": r} for s, r in pairs],
+         "seed": args.seed, "model": str(args.model), **settings, **runtime},
+        output.with_suffix(".json"),
+    )  # fmt: skip
+    print(f"{source} -> {output} ({len(pairs)} values)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- new-model
+
+
+def cmd_new_model(args: argparse.Namespace) -> int:
+    from .testing import tiny_pipeline
+
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()) and not args.force:
+        raise CommandError(f"{output} exists and is not empty; choose another folder or pass --force")
+    pipe = tiny_pipeline(seed=args.seed, fusion=args.fusion)
+    pipe.save_pretrained(str(output))
+    counts = ", ".join(f"{k} {v:,}" for k, v in pipe.num_parameters.items())
+    print(f"wrote a randomly initialised {args.preset} SPIRE pipeline to {output} ({counts} parameters)")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- env
 
 
@@ -159,6 +420,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="reject prompt words the grammar does not know")
     p.set_defaults(func=cmd_degrade)
 
+    p = sub.add_parser("restore", help="restore images with a SPIRE model (the main job)")
+    p.add_argument(
+        "input", help="an image file or a folder of images (NAME.txt / NAME.json sidecars give prompts)"
+    )
+    p.add_argument("-o", "--output", default="restored", help="output folder (default: ./restored)")
+    p.add_argument(
+        "-p",
+        "--prompt",
+        default=None,
+        help='semantic prompt c_s, what the picture shows ("a zebra on grass")',
+    )
+    p.add_argument(
+        "-r",
+        "--restore",
+        default=None,
+        help='restoration prompt c_r (default "Remove all degradation": blind)',
+    )
+    _add_sampling_options(p)
+    p.add_argument("--num-samples", type=int, default=1, help="samples per image (seeds seed, seed+1, ...)")
+    p.add_argument("--suffix", default="", help="appended to each output name before the extension")
+    p.add_argument(
+        "--ext", default="auto", choices=("auto", "png", "jpg", "webp"), help="output format (auto: as input)"
+    )
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser(
+        "walk", help="restore one image across a sweep of prompt values; writes a labelled grid"
+    )
+    p.add_argument("input", help="an image file")
+    p.add_argument(
+        "-r", "--restore", default=None, help='template with {} for the value, e.g. "Denoise with sigma {}"'
+    )
+    p.add_argument(
+        "-p", "--prompt", default=None, help="semantic prompt, or a template with {} to walk it instead"
+    )
+    p.add_argument(
+        "--values", required=True, help="comma-separated values (use | to separate values with commas)"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="grid image path (a .json with the prompts is written beside)"
+    )
+    _add_sampling_options(p)
+    p.set_defaults(func=cmd_walk)
+
+    p = sub.add_parser(
+        "new-model", help="write a randomly initialised pipeline folder (for trying the tools)"
+    )
+    p.add_argument("--preset", choices=("tiny",), default="tiny", help="model size")
+    p.add_argument("-o", "--output", required=True, help="folder to create")
+    p.add_argument(
+        "--fusion", choices=("modulation", "additive"), default="modulation", help="adaptor fusion"
+    )
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.set_defaults(func=cmd_new_model)
+
     p = sub.add_parser("env", help="print versions and devices (paste this into bug reports)")
     p.set_defaults(func=cmd_env)
 
@@ -167,8 +484,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="a SPIRE pipeline folder")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20)")
+    p.add_argument("--guidance", type=float, default=4.0, help="CFG scale on the semantic prompt (<=1: off)")
+    p.add_argument("--negative-prompt", default="", help="negative semantic prompt (default: empty)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--start", choices=("noised_lq", "noise"), default="noised_lq", help="starting latent")
+    p.add_argument(
+        "--strength", type=float, default=1.0, help="with noised_lq: fraction of the schedule to run"
+    )
+    p.add_argument("--adaptor-scale", type=float, default=1.0, help="scales the adaptor's (γ, β)")
+    p.add_argument(
+        "--tile", type=int, default=512, help="tile size in pixels for large images (0: no tiling)"
+    )
+    p.add_argument("--tile-overlap", type=int, default=64, help="tile overlap in pixels")
+    p.add_argument(
+        "--color-fix", choices=("wavelet", "adain", "none"), default="wavelet", help="colour correction"
+    )
+    p.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
+    p.add_argument(
+        "--precision", choices=("fp32", "fp16", "bf16"), default=None, help="default fp16 on CUDA, else fp32"
+    )
+    p.add_argument("--progress", action="store_true", help="show a progress bar per image")
+
+
 # Subcommands defined in other modules register themselves here (kept explicit: no scanning).
 _EXTRA_COMMANDS: list = []
+
+
+def _quiet_libraries() -> None:
+    """Hide the loading progress bars and advisory warnings of diffusers/transformers in CLI output."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,6 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    if not args.verbose and args.command in ("restore", "walk", "new-model"):
+        _quiet_libraries()
     try:
         return int(args.func(args) or 0)
     except CommandError as error:

@@ -293,7 +293,7 @@ def parse(text: str, strict: bool = False) -> RestorationPrompt:
     return RestorationPrompt(ops=tuple(ops), blind=blind, unknown=tuple(unknown))
 
 
-def format(prompt: RestorationPrompt | list[RestorationOp] | tuple[RestorationOp, ...]) -> str:  # noqa: A001
+def format(prompt: RestorationPrompt | list[RestorationOp] | tuple[RestorationOp, ...]) -> str:
     """Write the canonical text of a prompt (ops joined by ", "; blind first; unknown fragments last)."""
     if not isinstance(prompt, RestorationPrompt):
         prompt = RestorationPrompt(ops=tuple(prompt))

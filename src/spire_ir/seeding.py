@@ -11,7 +11,7 @@ import hashlib
 
 import torch
 
-__all__ = ["derive_seed", "make_generator", "uniform", "randint", "coin", "choice"]
+__all__ = ["choice", "coin", "derive_seed", "make_generator", "randint", "uniform"]
 
 
 def derive_seed(seed: int, *keys: object) -> int:

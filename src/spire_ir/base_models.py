@@ -1,0 +1,145 @@
+"""Loading frozen base models (Stable Diffusion 1.5 / 2.x or our own small ones) from local paths only.
+
+A diffusers folder is read component by component. A single-file ``.safetensors`` checkpoint in the original
+Stable Diffusion layout is converted with diffusers' single-file loader, using the component configs shipped in
+``spire_ir/configs/`` instead of looking them up on a hub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["load_base_components", "shipped_config_dir"]
+
+BASE_COMPONENTS = {
+    "unet": "UNet2DConditionModel weights + config.json",
+    "vae": "AutoencoderKL weights + config.json",
+    "text_encoder": "a transformers text encoder (config.json + weights)",
+    "tokenizer": "its tokenizer files (e.g. vocab.json + merges.txt for CLIP)",
+    "scheduler": "scheduler_config.json",
+}
+
+
+def shipped_config_dir(name: str) -> Path:
+    """The packaged diffusers-layout config folder for "sd15", "sd21" or "sd21-base"."""
+    from importlib.resources import files
+
+    path = Path(str(files("spire_ir") / "configs" / name))
+    if not path.is_dir():
+        raise ValueError(f"no shipped base config {name!r}; choose sd15, sd21 or sd21-base")
+    return path
+
+
+def _scheduler(config: dict, prediction_type: str | None):
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(config)
+    if prediction_type is not None:
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+        scheduler = DDIMScheduler.from_config(scheduler.config, prediction_type=prediction_type)
+    return scheduler
+
+
+def _from_folder(base: Path, prediction_type: str | None, torch_dtype: torch.dtype | None) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import AutoModel, AutoTokenizer
+
+    missing = [f"{name}/ ({what})" for name, what in BASE_COMPONENTS.items() if not (base / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{base}: not a complete diffusers base model; missing {'; '.join(missing)}")
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if torch_dtype is not None:
+        kwargs["torch_dtype"] = torch_dtype
+    from diffusers import DDIMScheduler
+
+    return {
+        "unet": UNet2DConditionModel.from_pretrained(base / "unet", **kwargs),
+        "vae": AutoencoderKL.from_pretrained(base / "vae", **kwargs),
+        "text_encoder": AutoModel.from_pretrained(base / "text_encoder", **kwargs),
+        "tokenizer": AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True),
+        "scheduler": _scheduler(DDIMScheduler.load_config(base / "scheduler"), prediction_type),
+    }
+
+
+def _detect_single_file_kind(path: Path) -> str:
+    from safetensors import safe_open
+
+    key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    with safe_open(str(path), framework="pt") as handle:
+        if key not in handle.keys():
+            raise ValueError(
+                f"{path}: not a Stable Diffusion 1.x/2.x checkpoint in the original layout (no {key})"
+            )
+        width = handle.get_slice(key).get_shape()[1]
+    if width == 768:
+        return "sd15"
+    if width == 1024:
+        return "sd21"
+    raise ValueError(f"{path}: cross-attention width {width} matches neither SD 1.x (768) nor SD 2.x (1024)")
+
+
+def _from_single_file(
+    path: Path, prediction_type: str | None, torch_dtype: torch.dtype | None
+) -> dict[str, Any]:
+    from diffusers import StableDiffusionPipeline
+
+    from .text import clip_tokenizer_from_bpe
+
+    kind = _detect_single_file_kind(path)
+    if kind == "sd21" and prediction_type is None:
+        raise ValueError(
+            f"{path} is an SD 2.x checkpoint: pass prediction_type='v_prediction' (SD 2.x 768) or 'epsilon' "
+            "(SD 2.x base 512); the weights do not say which"
+        )
+    config = shipped_config_dir(kind if prediction_type != "epsilon" or kind == "sd15" else "sd21-base")
+    tokenizer = clip_tokenizer_from_bpe(
+        config / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz", _cache_dir(kind)
+    )
+    kwargs: dict[str, Any] = {"config": str(config), "local_files_only": True, "tokenizer": tokenizer}
+    if torch_dtype is not None:
+        kwargs["torch_dtype"] = torch_dtype
+    pipe = StableDiffusionPipeline.from_single_file(str(path), safety_checker=None, **kwargs)
+    return {
+        "unet": pipe.unet,
+        "vae": pipe.vae,
+        "text_encoder": pipe.text_encoder,
+        "tokenizer": pipe.tokenizer,
+        "scheduler": _scheduler(dict(pipe.scheduler.config), prediction_type),
+    }
+
+
+def _cache_dir(kind: str) -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"spire-ir-clip-tokenizer-{kind}"
+
+
+def load_base_components(
+    base: Path, prediction_type: str | None = None, torch_dtype: torch.dtype | None = None
+) -> dict[str, Any]:
+    """Load vae, unet, text_encoder, tokenizer and a DDIM scheduler from a local base model.
+
+    Args:
+        base: a diffusers folder, or a single ``.safetensors`` SD checkpoint.
+        prediction_type: override the scheduler's prediction type.
+        torch_dtype: dtype for the weights.
+
+    Raises:
+        FileNotFoundError: the path or a component folder is missing (named in the message).
+    """
+    base = Path(base)
+    if not base.exists():
+        raise FileNotFoundError(
+            f"{base}: no such base model (a diffusers folder or a .safetensors checkpoint)"
+        )
+    if base.is_file():
+        if base.suffix != ".safetensors":
+            raise ValueError(
+                f"{base}: only .safetensors checkpoints are loaded (never pickle .ckpt/.bin files)"
+            )
+        return _from_single_file(base, prediction_type, torch_dtype)
+    return _from_folder(base, prediction_type, torch_dtype)

@@ -1,0 +1,468 @@
+"""``SpirePipeline``: dual-prompt restoration with DDIM and classifier-free guidance on the semantic prompt.
+
+Paper §3.1-3.3. The frozen text-to-image UNet reads the semantic prompt c_s; the adaptor reads the degraded image
+y, the noisy latent and the restoration prompt c_r, and modulates the UNet's skip features. Sampling (one readable
+loop in ``__call__``):
+
+    ε̂ = ε(z_t, t, ∅ | y, c_r) + w·[ε(z_t, t, c_s | y, c_r) − ε(z_t, t, ∅ | y, c_r)]
+
+y and c_r go to both halves. The adaptor's inputs (z_t, t, y, c_r) do not depend on c_s, so it runs *once* per
+step and its (γ, β) serve both halves (half the ControlNet cost of diffusers' ControlNet pipeline under CFG).
+
+Large images are sampled in overlapping latent tiles blended with Gaussian weights (each tile paired with its crop
+of y), and the VAE encodes and decodes in tiles, so memory stays roughly flat as the image grows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from .color import color_fix as apply_color_fix
+from .image_utils import pil_to_tensor, tensor_to_pil
+from .models.adaptor import SpireAdaptor, modulate_unet
+from .text import encode_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SpirePipeline", "SpirePipelineOutput"]
+
+COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "adaptor", "scheduler")
+ImageInput = torch.Tensor | Image.Image | np.ndarray | Sequence[Image.Image]
+
+
+@dataclass
+class SpirePipelineOutput(BaseOutput):
+    """Restored images: a list of PIL images, an (N, H, W, 3) array or an (N, 3, H, W) tensor in [0, 1]."""
+
+    images: list[Image.Image] | np.ndarray | torch.Tensor
+
+
+def _as_list(value: str | Sequence[str] | None, n: int, name: str) -> list[str]:
+    if value is None:
+        return [""] * n
+    if isinstance(value, str):
+        return [value] * n
+    value = list(value)
+    if len(value) != n:
+        raise ValueError(f"{name} has {len(value)} entries for {n} images; give one string or one per image")
+    return value
+
+
+def _to_tensor(image: ImageInput) -> torch.Tensor:
+    """Any supported image input -> (B, 3, H, W) float32 in [0, 1]."""
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        array = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4 or array.shape[-1] != 3:
+            raise ValueError(f"numpy images must be (H, W, 3) or (B, H, W, 3), got {image.shape}")
+        return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+    if isinstance(image, torch.Tensor):
+        tensor = image.unsqueeze(0) if image.dim() == 3 else image
+        if tensor.dim() != 4 or tensor.shape[1] != 3:
+            raise ValueError(f"image tensors must be (B, 3, H, W) RGB in [0, 1], got {tuple(image.shape)}")
+        if tensor.min() < 0 or tensor.max() > 1:
+            raise ValueError(
+                f"image values must lie in [0, 1], got [{tensor.min().item():.3f}, {tensor.max().item():.3f}]"
+            )
+        return tensor.float()
+    if isinstance(image, (list, tuple)) and image and all(isinstance(i, Image.Image) for i in image):
+        sizes = {i.size for i in image}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"a batch of PIL images must share one size, got {sorted(sizes)}; pass them one by one"
+            )
+        return torch.cat([pil_to_tensor(i.convert("RGB")) for i in image])
+    raise TypeError(f"unsupported image type {type(image).__name__}; pass a PIL image, numpy array or tensor")
+
+
+def tile_windows(length: int, tile: int, stride: int) -> list[tuple[int, int]]:
+    """Start/end pairs covering [0, length) with windows of ``tile`` every ``stride``, the last flush."""
+    if length <= tile:
+        return [(0, length)]
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return [(s, s + tile) for s in starts]
+
+
+def gaussian_weights(height: int, width: int, device, dtype) -> torch.Tensor:
+    """Separable Gaussian blending weights for a (height, width) tile, peak 1 at the centre (var = 0.01·size²)."""
+
+    def axis(n: int) -> torch.Tensor:
+        x = torch.arange(n, dtype=torch.float64)
+        mid = (n - 1) / 2
+        return torch.exp(-((x - mid) ** 2) / (n * n) / (2 * 0.01))
+
+    return torch.outer(axis(height), axis(width)).to(device=device, dtype=dtype)
+
+
+class SpirePipeline(DiffusionPipeline):
+    r"""Semantic prompt-driven image restoration (SPIRE).
+
+    Components:
+        vae (`AutoencoderKL`): frozen; images <-> latents.
+        text_encoder: frozen transformers encoder (CLIP for Stable Diffusion); reads both prompts.
+        tokenizer: its tokenizer.
+        unet (`UNet2DConditionModel`): the frozen text-to-image prior; reads the semantic prompt.
+        adaptor (`SpireAdaptor`): the trainable ControlNet + modulation fusion; reads y, z_t and c_r.
+        scheduler: a diffusers scheduler, DDIM by default.
+
+    Example::
+
+        pipe = SpirePipeline.from_pretrained("path/to/spire-model")
+        out = pipe(image, prompt="a zebra on grass", restoration_prompt="Deblur with sigma 2.0",
+                   generator=torch.Generator().manual_seed(0)).images[0]
+    """
+
+    model_cpu_offload_seq = "text_encoder->adaptor->unet->vae"
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: torch.nn.Module,
+        tokenizer: Any,
+        unet: UNet2DConditionModel,
+        adaptor: SpireAdaptor,
+        scheduler: Any,
+    ) -> None:
+        super().__init__()
+        adaptor.check_fits(unet)
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            adaptor=adaptor,
+            scheduler=scheduler,
+        )
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        # latent sizes must divide by the UNet's total downsampling
+        self.latent_multiple = 2 ** (len(unet.config.block_out_channels) - 1)
+
+    # ------------------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> SpirePipeline:  # type: ignore[override]
+        """Load a pipeline folder (``vae/``, ``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``,
+        ``adaptor/``, ``model_index.json``) from a local path. A hub is never contacted.
+
+        Raises:
+            FileNotFoundError: the folder or one of its components is missing (the message names what was expected).
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"{path}: no such model folder. A SPIRE model folder holds model_index.json and the folders "
+                f"{', '.join(c + '/' for c in COMPONENTS)}; make one with `spire new-model`, `spire train` or "
+                "SpirePipeline.from_base(...).save_pretrained(DIR)"
+            )
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise FileNotFoundError(f"{index}: missing; {path} is not a diffusers-style pipeline folder")
+        listed = json.loads(index.read_text())
+        missing = [c for c in COMPONENTS if c not in listed or not (path / c).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"{path}: missing component folder(s) {', '.join(m + '/' for m in missing)}; a SPIRE model folder "
+                f"needs all of {', '.join(c + '/' for c in COMPONENTS)}"
+            )
+        kwargs.setdefault("local_files_only", True)
+        return super().from_pretrained(str(path), **kwargs)
+
+    @classmethod
+    def from_base(
+        cls,
+        base_path: str | Path,
+        adaptor: SpireAdaptor | str | Path | None = None,
+        fusion: str = "modulation",
+        prediction_type: str | None = None,
+        torch_dtype: torch.dtype | None = None,
+    ) -> SpirePipeline:
+        """Build a pipeline on a local Stable Diffusion (or our own small) base model.
+
+        Args:
+            base_path: a diffusers folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``)
+                or a single ``.safetensors`` SD 1.5 / 2.x checkpoint (loaded with the configs shipped in this
+                package, so no hub is needed).
+            adaptor: a trained adaptor (or its folder); a fresh one is made from the UNet when None.
+            fusion: fusion mode of a fresh adaptor.
+            prediction_type: override the scheduler's ("epsilon" or "v_prediction"; SD 2.x 768 uses v).
+            torch_dtype: dtype to load the weights in.
+        """
+        from .base_models import load_base_components
+
+        parts = load_base_components(
+            Path(base_path), prediction_type=prediction_type, torch_dtype=torch_dtype
+        )
+        vae_factor = 2 ** (len(parts["vae"].config.block_out_channels) - 1)
+        if adaptor is None:
+            adaptor = SpireAdaptor.from_unet(parts["unet"], fusion=fusion, vae_scale_factor=vae_factor)
+        elif not isinstance(adaptor, SpireAdaptor):
+            adaptor = SpireAdaptor.from_pretrained(str(adaptor), local_files_only=True)
+        if torch_dtype is not None and adaptor.dtype != torch_dtype:
+            adaptor = adaptor.to(dtype=torch_dtype)
+        return cls(adaptor=adaptor, **parts)
+
+    # ------------------------------------------------------------------------------------------ pieces
+
+    def encode_prompt(self, texts: Sequence[str]) -> torch.Tensor:
+        """(B, L, D) text embeddings for B prompts (identical prompts are encoded once)."""
+        unique = list(dict.fromkeys(texts))
+        embeds = encode_text(self.tokenizer, self.text_encoder, unique, device=self._execution_device)
+        lookup = {text: embeds[i] for i, text in enumerate(unique)}
+        return torch.stack([lookup[t] for t in texts])
+
+    def _encode_latents(self, image: torch.Tensor) -> torch.Tensor:
+        """VAE posterior mean of a [0, 1] image, scaled; image: (B, 3, H, W)."""
+        latent = self.vae.encode(image.to(self.vae.dtype) * 2 - 1).latent_dist.mode()
+        return latent * self.vae.config.scaling_factor
+
+    def _decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        return ((image.float() + 1) / 2).clamp(0, 1)
+
+    def _set_vae_tiling(self, tile_size: int | None, tile_overlap: int) -> dict | None:
+        """Turn on diffusers' tiled VAE with our tile size; returns the old settings to restore."""
+        if tile_size is None:
+            return None
+        vae = self.vae
+        old = {
+            k: getattr(vae, k)
+            for k in ("use_tiling", "tile_sample_min_size", "tile_latent_min_size", "tile_overlap_factor")
+        }
+        vae.use_tiling = True
+        vae.tile_sample_min_size = tile_size
+        vae.tile_latent_min_size = tile_size // self.vae_scale_factor
+        vae.tile_overlap_factor = min(0.5, max(0.0625, tile_overlap / tile_size))
+        return old
+
+    def _model_output(
+        self,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        condition: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        restoration_embeds: torch.Tensor,
+        guidance_scale: float,
+        adaptor_scale: float,
+    ) -> torch.Tensor:
+        """ε̂ (or v̂) with CFG on the semantic prompt; the adaptor runs once for both halves."""
+        model_input = self.scheduler.scale_model_input(latents, t)
+        modulation = self.adaptor(
+            model_input.to(self.adaptor.dtype),
+            t,
+            condition.to(self.adaptor.dtype),
+            restoration_embeds.to(self.adaptor.dtype),
+            scale=adaptor_scale,
+        )
+        do_cfg = guidance_scale > 1.0
+        if do_cfg:
+            model_input = torch.cat([model_input, model_input])
+            modulation = modulation.repeat(2)
+        with modulate_unet(self.unet, modulation.to(self.unet.dtype)):
+            output = self.unet(model_input.to(self.unet.dtype), t, encoder_hidden_states=prompt_embeds).sample
+        if do_cfg:
+            uncond, cond = output.chunk(2)
+            output = uncond + guidance_scale * (cond - uncond)
+        return output.float()
+
+    # ------------------------------------------------------------------------------------------ sampling
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput,
+        prompt: str | Sequence[str] = "",
+        restoration_prompt: str | Sequence[str] = "Remove all degradation",
+        negative_prompt: str | Sequence[str] = "",
+        num_inference_steps: int = 20,
+        guidance_scale: float = 4.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_images_per_prompt: int = 1,
+        start: str = "noised_lq",
+        strength: float = 1.0,
+        adaptor_scale: float = 1.0,
+        color_fix: str = "wavelet",
+        tile_size: int | None = None,
+        tile_overlap: int = 64,
+        tile_vae: bool = True,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> SpirePipelineOutput | tuple:
+        r"""Restore images.
+
+        Args:
+            image: (B, 3, H, W) tensor in [0, 1], a PIL image, a list of same-size PIL images, or an (H, W, 3) array.
+                Any size: it is padded to the model's multiple and cropped back.
+            prompt: the semantic prompt c_s (what the picture shows); one, or one per image. "" = none.
+            restoration_prompt: c_r (what to fix and how strongly), e.g. "Deblur with sigma 2.0, Denoise with
+                sigma 0.05"; "Remove all degradation" for blind restoration.
+            negative_prompt: the unconditional half of CFG (∅ = "" as in training).
+            num_inference_steps: DDIM steps.
+            guidance_scale: w for classifier-free guidance on c_s; <= 1 disables CFG (one UNet pass per step).
+            generator: randomness for the starting noise (one, or one per output image).
+            num_images_per_prompt: samples per input image.
+            start: "noised_lq" starts from the VAE latent of y noised to the first timestep (keeps global colour);
+                "noise" starts from pure noise, as the paper describes.
+            strength: with "noised_lq", the fraction of the schedule to run (1.0 = all steps).
+            adaptor_scale: multiplies (γ, β); 1.0 = as trained.
+            color_fix: "wavelet", "adain" or "none" (take low frequencies from y).
+            tile_size: latent-tiled sampling and tiled VAE with tiles of this many pixels when the image is larger.
+            tile_overlap: overlap between tiles, pixels.
+            tile_vae: also encode/decode in tiles when tiling (turn off to trade memory for seamless VAE passes).
+            output_type: "pil", "np" or "pt".
+            callback: called as callback(step, total) after each step.
+
+        Returns:
+            ``SpirePipelineOutput`` with B·num_images_per_prompt images of the input size (or a tuple).
+        """
+        # 1. check and normalise inputs
+        pixels = _to_tensor(image)
+        batch, _, height, width = pixels.shape
+        if start not in ("noised_lq", "noise"):
+            raise ValueError(f"start must be 'noised_lq' or 'noise', got {start!r}")
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        semantic = _as_list(prompt, batch, "prompt")
+        restoration = _as_list(restoration_prompt, batch, "restoration_prompt")
+        negative = _as_list(negative_prompt, batch, "negative_prompt")
+        repeat = num_images_per_prompt
+        semantic, restoration, negative = (
+            [p for p in ps for _ in range(repeat)] for ps in (semantic, restoration, negative)
+        )
+        device = self._execution_device
+        pixels = pixels.repeat_interleave(repeat, dim=0).to(device)
+        total = batch * repeat
+
+        # 2. pad to the latent multiple (reflect), remembering the crop
+        multiple = self.vae_scale_factor * self.latent_multiple
+        if tile_size is not None:
+            if tile_size % multiple:
+                raise ValueError(
+                    f"tile_size must be a multiple of {multiple} pixels for this model, got {tile_size}"
+                )
+            if not 0 <= tile_overlap < tile_size:
+                raise ValueError(f"tile_overlap must be in [0, tile_size), got {tile_overlap}")
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        condition = F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else pixels
+        tiled = tile_size is not None and max(condition.shape[-2:]) > tile_size
+        old_tiling = self._set_vae_tiling(tile_size if tiled and tile_vae else None, tile_overlap)
+
+        try:
+            # 3. encode both prompts; CFG batch is [negative, semantic]
+            do_cfg = guidance_scale > 1.0
+            prompt_embeds = self.encode_prompt(semantic)
+            if do_cfg:
+                prompt_embeds = torch.cat([self.encode_prompt(negative), prompt_embeds])
+            prompt_embeds = prompt_embeds.to(self.unet.dtype)
+            restoration_embeds = self.encode_prompt(restoration)
+
+            # 4. timesteps (img2img-style strength for the noised-LQ start)
+            self.scheduler.set_timesteps(num_inference_steps, device=device)
+            timesteps = self.scheduler.timesteps
+            if start == "noised_lq":
+                keep = min(max(int(round(num_inference_steps * strength)), 1), num_inference_steps)
+                timesteps = timesteps[num_inference_steps - keep :]
+
+            # 5. starting latents
+            latent_shape = (
+                total,
+                self.unet.config.in_channels,
+                condition.shape[-2] // self.vae_scale_factor,
+                condition.shape[-1] // self.vae_scale_factor,
+            )
+            noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=torch.float32)
+            if start == "noised_lq":
+                latents = self.scheduler.add_noise(
+                    self._encode_latents(condition).float(), noise, timesteps[:1]
+                )
+            else:
+                latents = noise * self.scheduler.init_noise_sigma
+
+            # 6. the denoising loop
+            windows = self._windows(latent_shape[-2:], tile_size, tile_overlap) if tiled else None
+            for step, t in enumerate(self.progress_bar(timesteps)):
+                args = (prompt_embeds, restoration_embeds, guidance_scale, adaptor_scale)
+                if windows is None:
+                    output = self._model_output(latents, t, condition, *args)
+                else:
+                    output = self._tiled_model_output(latents, t, condition, windows, *args)
+                latents = self.scheduler.step(output, t, latents, eta=0.0, generator=generator).prev_sample
+                if callback is not None:
+                    callback(step + 1, len(timesteps))
+
+            # 7. decode, crop the padding, colour fix
+            restored = self._decode_latents(latents)[..., :height, :width].float()
+        finally:
+            if old_tiling is not None:
+                for key, value in old_tiling.items():
+                    setattr(self.vae, key, value)
+        restored = apply_color_fix(restored, pixels.float(), color_fix)
+
+        # 8. output
+        self.maybe_free_model_hooks()
+        if output_type == "pt":
+            images: Any = restored.cpu()
+        elif output_type == "np":
+            images = restored.permute(0, 2, 3, 1).cpu().numpy()
+        else:
+            images = [tensor_to_pil(img) for img in restored]
+        return SpirePipelineOutput(images=images) if return_dict else (images,)
+
+    def _windows(self, latent_hw: tuple[int, int], tile_size: int, tile_overlap: int):
+        tile = tile_size // self.vae_scale_factor
+        stride = max(self.latent_multiple, (tile_size - tile_overlap) // self.vae_scale_factor)
+        stride -= stride % self.latent_multiple
+        rows = tile_windows(latent_hw[0], tile, stride)
+        cols = tile_windows(latent_hw[1], tile, stride)
+        return [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
+
+    def _tiled_model_output(self, latents, t, condition, windows, prompt_embeds, restoration_embeds, w, s):
+        """Model output per latent tile (paired with its crop of y), blended with Gaussian weights."""
+        f = self.vae_scale_factor
+        accumulated = torch.zeros_like(latents)
+        weight_sum = torch.zeros_like(latents[:1, :1])
+        for r0, r1, c0, c1 in windows:
+            tile_out = self._model_output(
+                latents[..., r0:r1, c0:c1],
+                t,
+                condition[..., r0 * f : r1 * f, c0 * f : c1 * f],
+                prompt_embeds,
+                restoration_embeds,
+                w,
+                s,
+            )
+            weight = gaussian_weights(r1 - r0, c1 - c0, latents.device, latents.dtype)
+            accumulated[..., r0:r1, c0:c1] += tile_out * weight
+            weight_sum[..., r0:r1, c0:c1] += weight
+        return accumulated / weight_sum
+
+    # convenient for `spire new-model` and tests
+    @property
+    def num_parameters(self) -> dict[str, int]:
+        return {
+            name: sum(p.numel() for p in getattr(self, name).parameters())
+            for name in ("vae", "text_encoder", "unet", "adaptor")
+        }

@@ -1,0 +1,108 @@
+import json
+
+import pytest
+from PIL import Image
+
+from helpers import make_photo
+from spire_ir.cli import main
+from spire_ir.image_utils import save_image
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "m"
+    assert main(["new-model", "--preset", "tiny", "-o", str(path)]) == 0
+    return path
+
+
+def test_restore_folder_with_corrupt_file_and_sidecars(tmp_path, model_dir, capsys):
+    folder = tmp_path / "in"
+    save_image(make_photo(48, 64), folder / "a.png")
+    save_image(make_photo(40, 40, seed=1), folder / "b.png")
+    (folder / "b.json").write_text(
+        json.dumps({"semantic_prompt": "a dog", "restoration_prompt": "Deblur with sigma 1.5"})
+    )
+    (folder / "a.txt").write_text("a cat on a mat\n")
+    (folder / "c.png").write_bytes(b"garbage")
+    status = main(
+        ["restore", str(folder), "--model", str(model_dir), "-o", str(tmp_path / "out"), "--steps", "2"]
+    )
+    assert status == 1
+    assert "c.png" in capsys.readouterr().err
+    assert Image.open(tmp_path / "out" / "a.png").size == (64, 48)
+    assert Image.open(tmp_path / "out" / "b.png").size == (40, 40)
+    lines = [json.loads(line) for line in (tmp_path / "out" / "prompts.jsonl").read_text().splitlines()]
+    by_name = {line["output"].rsplit("/", 1)[-1]: line for line in lines}
+    assert by_name["a.png"]["semantic_prompt"] == "a cat on a mat"
+    assert by_name["a.png"]["restoration_prompt"] == "Remove all degradation"
+    assert by_name["b.png"]["semantic_prompt"] == "a dog"
+    assert by_name["b.png"]["restoration_prompt"] == "Deblur with sigma 1.5"
+    assert by_name["b.png"]["seed"] == 0 and by_name["b.png"]["num_inference_steps"] == 2
+
+
+def test_acceptance_single_photo(tmp_path, model_dir):
+    save_image(make_photo(72, 100), tmp_path / "photo.png")
+    args = [
+        "restore",
+        str(tmp_path / "photo.png"),
+        "--model",
+        str(model_dir),
+        "-r",
+        "Denoise with sigma 0.05",
+    ]
+    assert (
+        main([*args, "-p", "a cat", "-o", str(tmp_path / "out"), "--steps", "2", "--num-samples", "2"]) == 0
+    )
+    assert Image.open(tmp_path / "out" / "photo_0.png").size == (100, 72)
+    assert Image.open(tmp_path / "out" / "photo_1.png").size == (100, 72)
+    lines = (tmp_path / "out" / "prompts.jsonl").read_text().splitlines()
+    assert [json.loads(line)["seed"] for line in lines] == [0, 1]
+
+
+def test_restore_without_model_explains_what_to_do(tmp_path, capsys):
+    save_image(make_photo(32, 32), tmp_path / "photo.png")
+    assert main(["restore", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out")]) == 2
+    assert "spire new-model" in capsys.readouterr().err
+
+
+def test_restore_never_overwrites_inputs(tmp_path, model_dir, capsys):
+    save_image(make_photo(32, 32), tmp_path / "photo.png")
+    before = (tmp_path / "photo.png").read_bytes()
+    assert (
+        main(
+            [
+                "restore",
+                str(tmp_path / "photo.png"),
+                "--model",
+                str(model_dir),
+                "-o",
+                str(tmp_path),
+                "--steps",
+                "1",
+            ]
+        )
+        == 1
+    )
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (tmp_path / "photo.png").read_bytes() == before
+
+
+def test_walk_writes_one_cell_per_value(tmp_path, model_dir):
+    save_image(make_photo(48, 48), tmp_path / "photo.png")
+    values = "0.02,0.06,0.12,0.24"
+    args = ["walk", str(tmp_path / "photo.png"), "--model", str(model_dir), "-r", "Denoise with sigma {}"]
+    assert main([*args, "--values", values, "-o", str(tmp_path / "grid.png"), "--steps", "1"]) == 0
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.width == 48 * (1 + 4)  # the input, then one cell per value
+    meta = json.loads((tmp_path / "grid.json").read_text())
+    assert [c["restoration_prompt"] for c in meta["cells"]] == [
+        f"Denoise with sigma {v}" for v in values.split(",")
+    ]
+
+
+def test_walk_semantic_prompts(tmp_path, model_dir):
+    save_image(make_photo(32, 32), tmp_path / "photo.png")
+    args = ["walk", str(tmp_path / "photo.png"), "--model", str(model_dir), "-p", "a photo of a {}"]
+    assert main([*args, "--values", "zebra,horse", "-o", str(tmp_path / "g.png"), "--steps", "1"]) == 0
+    meta = json.loads((tmp_path / "g.json").read_text())
+    assert [c["semantic_prompt"] for c in meta["cells"]] == ["a photo of a zebra", "a photo of a horse"]

@@ -1,0 +1,158 @@
+import pytest
+import torch
+
+from helpers import make_photo
+from spire_ir.models import modulate_unet
+from spire_ir.pipeline import SpirePipeline, tile_windows
+from spire_ir.testing import tiny_components, tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline(seed=0)
+
+
+def _run(pipe, image, seed=0, **kwargs):
+    defaults = dict(prompt="a cat", restoration_prompt="Denoise with sigma 0.05", num_inference_steps=3)
+    defaults.update(kwargs)
+    return pipe(image, generator=torch.Generator().manual_seed(seed), output_type="pt", **defaults).images
+
+
+def test_output_has_input_size_and_range(pipe):
+    image = make_photo(70, 90)  # not a multiple of the latent factor: padded and cropped back
+    out = _run(pipe, image)
+    assert out.shape == image.shape
+    assert 0 <= out.min() and out.max() <= 1
+
+
+def test_same_seed_same_output_different_seed_different(pipe):
+    image = make_photo(64, 64)
+    assert torch.equal(_run(pipe, image, seed=1), _run(pipe, image, seed=1))
+    assert not torch.equal(_run(pipe, image, seed=1, start="noise"), _run(pipe, image, seed=2, start="noise"))
+
+
+def test_batches_with_per_image_prompts_and_samples(pipe):
+    images = torch.cat([make_photo(64, 64, seed=0), make_photo(64, 64, seed=1)])
+    out = pipe(
+        images,
+        prompt=["a cat", "a dog"],
+        restoration_prompt=["Deblur", "Remove all degradation"],
+        num_images_per_prompt=2,
+        num_inference_steps=2,
+        generator=[torch.Generator().manual_seed(i) for i in range(4)],
+        output_type="pil",
+    ).images
+    assert len(out) == 4 and out[0].size == (64, 64)
+    with pytest.raises(ValueError, match="3 entries for 2 images"):
+        pipe(images, prompt=["a", "b", "c"], num_inference_steps=1)
+
+
+def test_adaptor_shared_across_cfg_halves_equals_running_it_twice(pipe):
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 4, 8, 8, generator=generator)
+    condition = torch.rand(2, 3, 64, 64, generator=generator)
+    semantic = pipe.encode_prompt(["a red star", "a blue circle"])
+    negative = pipe.encode_prompt(["", ""])
+    restoration = pipe.encode_prompt(["Deblur with sigma 2.0", "Denoise"])
+    adaptor = pipe.adaptor
+    with torch.no_grad():
+        for conv in adaptor.fusion_convs:  # make the fusion non-trivial
+            torch.nn.init.normal_(conv.weight, std=0.05, generator=torch.Generator().manual_seed(5))
+        t = pipe.scheduler.timesteps[0] if len(pipe.scheduler.timesteps) else torch.tensor(500)
+        shared = pipe._model_output(
+            latents, t, condition, torch.cat([negative, semantic]), restoration, 5.0, 1.0
+        )
+        # reference: the adaptor runs on the doubled batch, as diffusers' ControlNet pipeline does
+        doubled = adaptor(
+            torch.cat([latents] * 2), t, torch.cat([condition] * 2), torch.cat([restoration] * 2)
+        )
+        with modulate_unet(pipe.unet, doubled):
+            output = pipe.unet(
+                torch.cat([latents] * 2), t, encoder_hidden_states=torch.cat([negative, semantic])
+            ).sample
+        uncond, cond = output.chunk(2)
+        reference = uncond + 5.0 * (cond - uncond)
+        for conv in adaptor.fusion_convs:
+            torch.nn.init.zeros_(conv.weight)
+    assert torch.allclose(shared, reference, atol=1e-5)
+
+
+def test_tiled_and_untiled_sampling_agree(pipe):
+    # A 128² image sampled in 64-px tiles (8x8 latent tiles, 4 windows) vs in one piece. With random weights the
+    # UNet's attention sees different context per tile, so the stated tolerance is on the mean absolute error:
+    # latent tiling alone <= 0.02, latent + VAE tiling <= 0.04 (on the [0, 1] scale).
+    image = make_photo(128, 128)
+    kwargs = dict(num_inference_steps=4, color_fix="none")
+    whole = _run(pipe, image, **kwargs)
+    latent_tiled = _run(pipe, image, tile_size=64, tile_overlap=32, tile_vae=False, **kwargs)
+    all_tiled = _run(pipe, image, tile_size=64, tile_overlap=32, **kwargs)
+    assert (whole - latent_tiled).abs().mean() <= 0.02
+    assert (whole - all_tiled).abs().mean() <= 0.04
+    assert not torch.equal(whole, latent_tiled)  # the tiled path really ran
+
+
+def test_tile_windows_cover_everything():
+    assert tile_windows(16, 8, 4) == [(0, 8), (4, 12), (8, 16)]
+    assert tile_windows(18, 8, 6) == [(0, 8), (6, 14), (10, 18)]
+    assert tile_windows(6, 8, 4) == [(0, 6)]
+
+
+def test_pipeline_save_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = SpirePipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    image = make_photo(64, 64)
+    assert torch.equal(_run(pipe, image), _run(loaded, image))
+
+
+def test_missing_component_error_names_it(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "model")
+    import shutil
+
+    shutil.rmtree(tmp_path / "model" / "adaptor")
+    with pytest.raises(FileNotFoundError, match="adaptor/"):
+        SpirePipeline.from_pretrained(tmp_path / "model")
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        SpirePipeline.from_pretrained(tmp_path / "nowhere")
+
+
+def _write_base_folder(root, prediction_type="epsilon"):
+    parts = tiny_components(seed=3, tokenizer_dir=root / "tok", prediction_type=prediction_type)
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        parts[name].save_pretrained(root / "base" / name)
+    return parts
+
+
+def test_from_base_on_a_local_sd_shaped_folder(tmp_path):
+    parts = _write_base_folder(tmp_path)
+    pipe = SpirePipeline.from_base(tmp_path / "base")
+    pipe.set_progress_bar_config(disable=True)
+    assert torch.equal(pipe.unet.conv_in.weight, parts["unet"].conv_in.weight)
+    assert torch.equal(pipe.adaptor.controlnet.conv_in.weight, parts["unet"].conv_in.weight)
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"
+    out = _run(pipe, make_photo(64, 64), num_inference_steps=2)
+    assert out.shape == (1, 3, 64, 64)
+    # a fresh adaptor leaves the base untouched: with zero fusion, one UNet call equals the base's
+    (tmp_path / "base" / "vae").rename(tmp_path / "base" / "vae_gone")
+    with pytest.raises(FileNotFoundError, match="vae/"):
+        SpirePipeline.from_base(tmp_path / "base")
+
+
+def test_v_prediction_base_is_handled(tmp_path):
+    _write_base_folder(tmp_path, prediction_type="v_prediction")
+    pipe = SpirePipeline.from_base(tmp_path / "base")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    out = _run(pipe, make_photo(64, 64), num_inference_steps=2)
+    assert torch.isfinite(out).all()
+    pipe = SpirePipeline.from_base(tmp_path / "base", prediction_type="epsilon")
+    assert pipe.scheduler.config.prediction_type == "epsilon"
+
+
+def test_bad_inputs_are_clear_errors(pipe):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        pipe(torch.full((1, 3, 32, 32), 2.0))
+    with pytest.raises(ValueError, match="start must be"):
+        pipe(make_photo(32, 32), start="middle")
+    with pytest.raises(ValueError, match="tile_size must be a multiple of 16"):
+        pipe(make_photo(32, 32), tile_size=40)
