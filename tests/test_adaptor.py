@@ -139,7 +139,7 @@ def test_save_load_round_trip(parts, tmp_path):
 def test_mismatched_unet_is_a_clear_error(parts):
     adaptor = SpireAdaptor.from_unet(parts["unet"])
     other = UNet2DConditionModel(**{**TINY_UNET, "block_out_channels": (32, 32)})
-    with pytest.raises(ValueError, match="does not fit this UNet.*block_out_channels"):
+    with pytest.raises(ValueError, match=r"does not fit this UNet.*block_out_channels"):
         adaptor.check_fits(other)
 
 

@@ -29,7 +29,11 @@ def shipped_config_dir(name: str) -> Path:
 
     path = Path(str(files("spire_ir") / "configs" / name))
     if not path.is_dir():
-        raise ValueError(f"no shipped base config {name!r}; choose sd15, sd21 or sd21-base")
+        raise FileNotFoundError(
+            f"single-file loading needs the {name} component configs, which this version of spire-ir does not ship "
+            "yet; convert the checkpoint to a diffusers folder (diffusers' StableDiffusionPipeline.from_single_file"
+            "(path, config=YOUR_LOCAL_SD_FOLDER).save_pretrained(DIR)) and pass that folder instead"
+        )
     return path
 
 

@@ -39,13 +39,27 @@ def _low_pass(image: torch.Tensor, levels: int) -> torch.Tensor:
     return image
 
 
-def wavelet_color_fix(image: torch.Tensor, reference: torch.Tensor, levels: int = 5) -> torch.Tensor:
+def wavelet_color_fix(
+    image: torch.Tensor, reference: torch.Tensor, levels: int = 5, strip: int = 512
+) -> torch.Tensor:
     """High frequencies of ``image`` + low frequencies of ``reference`` (5-level à-trous wavelet).
+
+    Tall images are processed in horizontal strips of ``strip`` rows with a halo as wide as the filter's reach
+    (1 + 2 + ... + 2^(levels-1) rows), which gives exactly the whole-image result with bounded memory.
 
     image, reference: (B, 3, H, W) in [0, 1].
     """
     _check(image, reference)
-    return (image - _low_pass(image, levels) + _low_pass(reference, levels)).clamp(0, 1)
+    height = image.shape[-2]
+    halo = 2**levels - 1
+    out = torch.empty_like(image)
+    for top in range(0, height, strip):
+        bottom = min(height, top + strip)
+        lo, hi = max(0, top - halo), min(height, bottom + halo)
+        part = image[..., lo:hi, :]
+        fixed = part - _low_pass(part, levels) + _low_pass(reference[..., lo:hi, :], levels)
+        out[..., top:bottom, :] = fixed[..., top - lo : bottom - lo, :].clamp(0, 1)
+    return out
 
 
 def color_fix(image: torch.Tensor, reference: torch.Tensor, method: str = "wavelet") -> torch.Tensor:

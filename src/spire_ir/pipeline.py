@@ -234,8 +234,8 @@ class SpirePipeline(DiffusionPipeline):
         return latent * self.vae.config.scaling_factor
 
     def _decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-        return ((image.float() + 1) / 2).clamp(0, 1)
+        image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.float()
+        return image.add_(1).div_(2).clamp_(0, 1)
 
     def _set_vae_tiling(self, tile_size: int | None, tile_overlap: int) -> dict | None:
         """Turn on diffusers' tiled VAE with our tile size; returns the old settings to restore."""
@@ -352,7 +352,7 @@ class SpirePipeline(DiffusionPipeline):
             [p for p in ps for _ in range(repeat)] for ps in (semantic, restoration, negative)
         )
         device = self._execution_device
-        pixels = pixels.repeat_interleave(repeat, dim=0).to(device)
+        pixels = (pixels.repeat_interleave(repeat, dim=0) if repeat > 1 else pixels).to(device)
         total = batch * repeat
 
         # 2. pad to the latent multiple (reflect), remembering the crop
@@ -383,7 +383,7 @@ class SpirePipeline(DiffusionPipeline):
             self.scheduler.set_timesteps(num_inference_steps, device=device)
             timesteps = self.scheduler.timesteps
             if start == "noised_lq":
-                keep = min(max(int(round(num_inference_steps * strength)), 1), num_inference_steps)
+                keep = min(max(round(num_inference_steps * strength), 1), num_inference_steps)
                 timesteps = timesteps[num_inference_steps - keep :]
 
             # 5. starting latents
@@ -414,7 +414,7 @@ class SpirePipeline(DiffusionPipeline):
                     callback(step + 1, len(timesteps))
 
             # 7. decode, crop the padding, colour fix
-            restored = self._decode_latents(latents)[..., :height, :width].float()
+            restored = self._decode_latents(latents)[..., :height, :width]
         finally:
             if old_tiling is not None:
                 for key, value in old_tiling.items():
