@@ -24,16 +24,12 @@ BASE_COMPONENTS = {
 
 
 def shipped_config_dir(name: str) -> Path:
-    """The packaged diffusers-layout config folder for "sd15", "sd21" or "sd21-base"."""
+    """The packaged diffusers-layout config folder for "sd15", "sd21" or "sd21-base" ("clip": the CLIP BPE file)."""
     from importlib.resources import files
 
     path = Path(str(files("spire_ir") / "configs" / name))
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"single-file loading needs the {name} component configs, which this version of spire-ir does not ship "
-            "yet; convert the checkpoint to a diffusers folder (diffusers' StableDiffusionPipeline.from_single_file"
-            "(path, config=YOUR_LOCAL_SD_FOLDER).save_pretrained(DIR)) and pass that folder instead"
-        )
+        raise ValueError(f"no shipped config {name!r}; choose sd15, sd21, sd21-base or clip")
     return path
 
 
@@ -100,9 +96,10 @@ def _from_single_file(
             "(SD 2.x base 512); the weights do not say which"
         )
     config = shipped_config_dir(kind if prediction_type != "epsilon" or kind == "sd15" else "sd21-base")
-    tokenizer = clip_tokenizer_from_bpe(
-        config / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz", _cache_dir(kind)
-    )
+    bpe = shipped_config_dir("clip") / "bpe_simple_vocab_16e6.txt.gz"
+    # SD 1.x pads with <|endoftext|>; SD 2.x (OpenCLIP) pads with "!" (id 0)
+    pad = "<|endoftext|>" if kind == "sd15" else "!"
+    tokenizer = clip_tokenizer_from_bpe(bpe, _cache_dir(kind), pad_token=pad)
     kwargs: dict[str, Any] = {"config": str(config), "local_files_only": True, "tokenizer": tokenizer}
     if torch_dtype is not None:
         kwargs["torch_dtype"] = torch_dtype
@@ -119,7 +116,7 @@ def _from_single_file(
 def _cache_dir(kind: str) -> Path:
     import tempfile
 
-    return Path(tempfile.gettempdir()) / f"spire-ir-clip-tokenizer-{kind}"
+    return Path(tempfile.mkdtemp(prefix=f"spire-ir-clip-tokenizer-{kind}-"))
 
 
 def load_base_components(

@@ -35,7 +35,7 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars), strict=True))
 
 
-def _write_vocab(directory: Path, merges: list[str], model_max_length: int) -> Path:
+def _write_vocab(directory: Path, merges: list[str], model_max_length: int, pad_token: str = EOS) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     symbols = list(bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges] + [BOS, EOS]
@@ -73,7 +73,9 @@ def write_byte_bpe_tokenizer(directory: str | Path, model_max_length: int = 77):
     )
 
 
-def clip_tokenizer_from_bpe(bpe_path: str | Path, directory: str | Path, model_max_length: int = 77):
+def clip_tokenizer_from_bpe(
+    bpe_path: str | Path, directory: str | Path, model_max_length: int = 77, pad_token: str = EOS
+):
     """The real CLIP tokenizer from OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` (as shipped by open_clip, MIT).
 
     Writes ``vocab.json`` + ``merges.txt`` (49,408 tokens) into ``directory`` and loads them.
@@ -83,10 +85,12 @@ def clip_tokenizer_from_bpe(bpe_path: str | Path, directory: str | Path, model_m
     with gzip.open(bpe_path, "rt", encoding="utf-8") as stream:
         lines = stream.read().split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]
-    path = _write_vocab(Path(directory), merges, model_max_length)
-    return CLIPTokenizer(
+    path = _write_vocab(Path(directory), merges, model_max_length, pad_token)
+    tokenizer = CLIPTokenizer(
         str(path / "vocab.json"), str(path / "merges.txt"), model_max_length=model_max_length
     )
+    tokenizer.pad_token = pad_token  # the tokenizers backend does not take it from the constructor
+    return tokenizer
 
 
 def encode_text(
