@@ -13,12 +13,12 @@ def test_shipped_clip_tokenizer_gives_the_sd_ids(tmp_path):
     assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
     # CLIP splits every digit into its own token (degradations.md A.11)
     tokens = tokenizer.convert_ids_to_tokens(tokenizer("Deblur with sigma 2.1").input_ids)
-    assert tokens[-4:-1] == ["2", ".", "1</w>"]
+    assert tokens[-4:-1] == ["2</w>", ".</w>", "1</w>"]
 
 
 def test_single_file_rejects_pickle_and_unknown_files(tmp_path):
     (tmp_path / "model.ckpt").write_bytes(b"not safetensors")
-    with pytest.raises(ValueError, match="only .safetensors"):
+    with pytest.raises(ValueError, match=r"only \.safetensors"):
         SpirePipeline.from_base(tmp_path / "model.ckpt")
     with pytest.raises(FileNotFoundError, match="no such base model"):
         SpirePipeline.from_base(tmp_path / "missing.safetensors")
