@@ -91,13 +91,11 @@ def write_random_sd15_checkpoint(path: str | Path, seed: int = 0, dtype: torch.d
     from spire_ir.base_models import shipped_config_dir
 
     config = shipped_config_dir("sd15")
+
     def load(name: str) -> dict:
         data = json.loads((config / name / "config.json").read_text())
         return {k: v for k, v in data.items() if not k.startswith("_")}
-        k: v
-        for k, v in json.loads((config / name / "config.json").read_text()).items()
-        if not k.startswith("_")
-    }  # noqa: E731
+
     with torch.device("meta"):
         unet = UNet2DConditionModel(**load("unet"))
         vae = AutoencoderKL(**load("vae"))
