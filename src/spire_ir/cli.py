@@ -276,28 +276,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- walk
 
 
-def _label_grid(cells: list, labels: list[str], cell_size: tuple[int, int]):
-    """Cells side by side, each with its label (wrapped) in a band underneath."""
-    import textwrap
-
-    from PIL import Image, ImageDraw, ImageFont
-
-    width, height = cell_size
-    font = ImageFont.load_default()
-    chars = max(8, width // 7)
-    wrapped = [textwrap.wrap(label, chars) or [""] for label in labels]
-    band = 14 * max(len(w) for w in wrapped) + 8
-    grid = Image.new("RGB", (width * len(cells), height + band), "white")
-    draw = ImageDraw.Draw(grid)
-    for index, (cell, lines) in enumerate(zip(cells, wrapped, strict=True)):
-        grid.paste(cell, (index * width, 0))
-        for row, line in enumerate(lines):
-            draw.text((index * width + 4, height + 4 + 14 * row), line, fill="black", font=font)
-    return grid
-
-
 def cmd_walk(args: argparse.Namespace) -> int:
-    from .image_utils import ImageLoadError, guard_not_input, load_image, save_json, tensor_to_pil
+    from .image_utils import (
+        ImageLoadError,
+        guard_not_input,
+        image_grid,
+        load_image,
+        save_json,
+        save_pil,
+        tensor_to_pil,
+    )
     from .prompts import BLIND_PROMPT
     from .seeding import make_generator
 
@@ -338,14 +326,7 @@ def cmd_walk(args: argparse.Namespace) -> int:
         ).images[0]
         cells.append(tensor_to_pil(image))
         labels.append(f"{restoration}" + (f" | {semantic}" if walk_semantic or semantic else ""))
-    grid = _label_grid(cells, labels, cells[0].size)
-    import io
-
-    from .image_utils import _atomic_write
-
-    buffer = io.BytesIO()
-    grid.save(buffer, format="PNG" if output.suffix.lower() != ".jpg" else "JPEG")
-    _atomic_write(output, buffer.getvalue())
+    save_pil(image_grid([cells], cell_labels=[labels]), output)
     save_json(
         {"input": str(source), "cells": [{"semantic_prompt": s, "restoration_prompt": r} for s, r in pairs],
          "seed": args.seed, "model": str(args.model), **settings, **runtime},
@@ -369,6 +350,39 @@ def cmd_new_model(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k} {v:,}" for k, v in pipe.num_parameters.items())
     print(f"wrote a randomly initialised {args.preset} SPIRE pipeline to {output} ({counts} parameters)")
     return 0
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def _train_command(kind: str):
+    def run(args: argparse.Namespace) -> int:
+        from .config import ConfigError, load_config
+
+        if kind == "train":
+            from .training.spire import TrainConfig as config_class
+            from .training.spire import train as entry
+        elif kind == "train-vae":
+            from .training.vae import VaeTrainConfig as config_class
+            from .training.vae import train_vae as entry
+        else:
+            from .training.base import BaseTrainConfig as config_class
+            from .training.base import train_base as entry
+        overrides = list(args.set or [])
+        if args.output_dir:
+            overrides.append(f"output_dir={args.output_dir}")
+        try:
+            config = load_config(config_class, args.config, overrides)
+        except ConfigError as error:
+            raise CommandError(str(error)) from error
+        try:
+            out = entry(config, argv=args.argv, resume=args.resume)
+        except (FileNotFoundError, ValueError) as error:
+            raise CommandError(str(error)) from error
+        print(f"done: {out}")
+        return 0
+
+    return run
 
 
 # --------------------------------------------------------------------------------------------- env
@@ -476,6 +490,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     p.set_defaults(func=cmd_new_model)
 
+    for kind, text in (
+        (
+            "train",
+            "train the SPIRE adaptor on a frozen prior (accelerate; single process or `accelerate launch`)",
+        ),
+        ("train-vae", "train a small AutoencoderKL (for priors built from scratch)"),
+        ("train-base", "train a small text-to-image UNet on VAE latents (the frozen prior)"),
+    ):
+        p = sub.add_parser(kind, help=text)
+        p.add_argument("config", help="YAML config (see configs/)")
+        p.add_argument("--output-dir", default=None, help="run folder (overrides output_dir)")
+        p.add_argument("--resume", default=None, help='"latest" or a checkpoint folder')
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="dotted override, e.g. optim.lr=1e-4"
+        )
+        p.set_defaults(func=_train_command(kind))
+
     p = sub.add_parser("env", help="print versions and devices (paste this into bug reports)")
     p.set_defaults(func=cmd_env)
 
@@ -531,10 +562,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spire`` console script. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = ["spire", *(sys.argv[1:] if argv is None else argv)]
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    if not args.verbose and args.command in ("restore", "walk", "new-model"):
+    if not args.verbose and args.command in (
+        "restore",
+        "walk",
+        "new-model",
+        "train",
+        "train-vae",
+        "train-base",
+    ):
         _quiet_libraries()
     try:
         return int(args.func(args) or 0)

@@ -208,3 +208,79 @@ def append_jsonl(data: Any, path: str | os.PathLike) -> None:
     with open(path, "a", encoding="utf-8") as stream:
         stream.write(json.dumps(data, ensure_ascii=False) + "\n")
         stream.flush()
+
+
+def image_grid(
+    rows: list[list[torch.Tensor | Image.Image]],
+    cell_labels: list[list[str]] | None = None,
+    row_labels: list[str] | None = None,
+    headers: list[str] | None = None,
+) -> Image.Image:
+    """A labelled grid: optional column headers on top, a label under each cell, a caption under each row.
+
+    Args:
+        rows: rows of cells, each a PIL image or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]; cells are pasted at
+            the size of the first one.
+        cell_labels: text under each cell (wrapped).
+        row_labels: text under each row (wrapped over the row's width).
+        headers: one title per column.
+    """
+    import textwrap
+
+    from PIL import ImageDraw, ImageFont
+
+    images = [[c if isinstance(c, Image.Image) else tensor_to_pil(c) for c in row] for row in rows]
+    width, height = images[0][0].size
+    columns = max(len(row) for row in images)
+    font = ImageFont.load_default()
+    line = 13
+
+    def wrap(text: str, pixels: int) -> list[str]:
+        return textwrap.wrap(text, max(8, pixels // 7)) or [""]
+
+    header_h = line + 6 if headers else 0
+    cell_lines = [[wrap(t, width) for t in labels] for labels in cell_labels] if cell_labels else None
+    cell_h = (
+        [line * max(len(w) for w in lines) + 6 for lines in cell_lines] if cell_lines else [0] * len(images)
+    )
+    row_lines = [wrap(t, width * columns) for t in row_labels] if row_labels else None
+    row_h = [line * len(w) + 6 for w in row_lines] if row_lines else [0] * len(images)
+    total = header_h + sum(height + a + b for a, b in zip(cell_h, row_h, strict=True))
+    grid = Image.new("RGB", (width * columns, total), "white")
+    draw = ImageDraw.Draw(grid)
+    for column, title in enumerate(headers or []):
+        draw.text((column * width + 4, 3), title, fill="black", font=font)
+    y = header_h
+    for index, row in enumerate(images):
+        for column, cell in enumerate(row):
+            grid.paste(
+                cell.resize((width, height)) if cell.size != (width, height) else cell, (column * width, y)
+            )
+            if cell_lines:
+                for k, text in enumerate(cell_lines[index][column]):
+                    draw.text((column * width + 4, y + height + 3 + line * k), text, fill="black", font=font)
+        y += height + cell_h[index]
+        if row_lines:
+            for k, text in enumerate(row_lines[index]):
+                draw.text((4, y + 3 + line * k), text, fill="black", font=font)
+        y += row_h[index]
+    return grid
+
+
+def save_pil(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a PIL image atomically (format from the extension; PNG if none)."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+    image.save(buffer, format=fmt)
+    _atomic_write(path, buffer.getvalue())
+    return path
+
+
+def save_image_grid(rows: list[tuple[list, str]], headers: list[str], path: str | os.PathLike) -> Image.Image:
+    """Rows of (cells, caption) with column headers, written atomically to ``path``; returns the grid."""
+    grid = image_grid(
+        [cells for cells, _ in rows], row_labels=[caption for _, caption in rows], headers=headers
+    )
+    save_pil(grid, path)
+    return grid

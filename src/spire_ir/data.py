@@ -1,0 +1,327 @@
+"""Image–caption data for training: folders, COCO captions, WebDataset shards; degraded on the fly.
+
+Every sample is a pure function of ``(seed, epoch, index)``: its crop, caption choice, caption dropout and
+degradation all draw from a generator derived from those numbers, so a run is reproducible whatever the worker
+count, and resuming at a batch index continues the exact stream. Each sample is::
+
+    {"x": (3, R, R) clean in [0, 1], "y": (3, R, R) degraded, "c_s": semantic prompt, "c_r": restoration prompt,
+     "record": degradation record}
+
+Files that cannot be decoded are skipped; each batch reports how many were (``batch["skipped"]``) and the training
+loop logs the running count.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from . import prompts
+from .degradations import DegradationMixer
+from .image_utils import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from .seeding import coin, derive_seed, make_generator, randint, uniform
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DataConfig",
+    "EpochBatchSampler",
+    "SpireDataset",
+    "build_dataloader",
+    "coco_items",
+    "collate",
+    "fixed_samples",
+    "folder_items",
+    "restoration_prompt_variant",
+]
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how samples are made (paper §4.1 defaults)."""
+
+    source: Literal["folder", "coco", "webdataset", "scenes"] = "folder"
+    path: str = ""  # folder of images | COCO image folder | shard pattern, e.g. "shards/{0000..0099}.tar"
+    num_scenes: int = 256  # source: scenes (procedural captioned scenes, no files needed)
+    captions: str | None = None  # COCO captions JSON (source: coco)
+    resolution: int = 512
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # random square crop side, as a fraction of the short side
+    p_parameterized: float = 0.5  # parameterised vs Real-ESRGAN degradation (paper: 50/50)
+    caption_dropout: float = 0.1  # semantic prompt -> "" (paper: 10%)
+    restoration_prompt: Literal["with_params", "without_params", "none"] = "with_params"
+    semantic_prompt: bool = True  # False: always "" (the "w/o semantic prompt" ablation)
+    degrade: bool = True  # False for VAE / base-model training (no y, no c_r)
+    num_workers: int = 0
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+def folder_items(path: str | Path) -> list[tuple[Path, list[str]]]:
+    """Images of a folder with captions from ``metadata.jsonl`` (file_name, text) or ``NAME.txt`` sidecars.
+
+    Images without any caption get [""] (they still train the restoration side).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such image folder")
+    captions: dict[str, list[str]] = {}
+    metadata = root / "metadata.jsonl"
+    if metadata.is_file():
+        for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                captions.setdefault(entry["file_name"], []).append(str(entry["text"]))
+            except (json.JSONDecodeError, KeyError) as error:
+                raise ValueError(
+                    f"{metadata}:{number}: expected {{'file_name': ..., 'text': ...}} ({error})"
+                ) from error
+    items = []
+    for image in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+        relative = image.relative_to(root).as_posix()
+        texts = captions.get(relative)
+        if texts is None and image.with_suffix(".txt").is_file():
+            texts = [image.with_suffix(".txt").read_text(encoding="utf-8").strip()]
+        items.append((image, texts or [""]))
+    if not items:
+        raise FileNotFoundError(f"{root}: no images found")
+    return items
+
+
+def coco_items(images: str | Path, captions_json: str | Path) -> list[tuple[Path, list[str]]]:
+    """COCO-style captions (``images`` with id/file_name, ``annotations`` with image_id/caption)."""
+    data = json.loads(Path(captions_json).read_text(encoding="utf-8"))
+    names = {entry["id"]: entry["file_name"] for entry in data["images"]}
+    captions: dict[int, list[str]] = {}
+    for annotation in data["annotations"]:
+        captions.setdefault(annotation["image_id"], []).append(annotation["caption"].strip())
+    root = Path(images)
+    return [(root / names[i], captions.get(i, [""])) for i in sorted(names)]
+
+
+# ------------------------------------------------------------------------------------------------ samples
+
+
+def restoration_prompt_variant(c_r: str, variant: str) -> str:
+    """c_r as trained: "with_params" (as generated), "without_params" (types only) or "none" ("")."""
+    if variant == "with_params":
+        return c_r
+    if variant == "none":
+        return ""
+    parsed = prompts.parse(c_r)
+    return prompts.format(
+        prompts.RestorationPrompt(
+            ops=tuple(prompts.RestorationOp(op.kind) for op in parsed.ops), blind=parsed.blind
+        )
+    )
+
+
+def random_crop(image: torch.Tensor, resolution: int, scale: tuple[float, float], generator) -> torch.Tensor:
+    """A random square crop (side a fraction of the short side), resized to resolution². image: (1, 3, H, W)."""
+    height, width = image.shape[-2:]
+    side = max(1, round(min(height, width) * uniform(generator, *scale)))
+    top = randint(generator, 0, height - side)
+    left = randint(generator, 0, width - side)
+    crop = image[..., top : top + side, left : left + side]
+    if side != resolution:
+        crop = F.interpolate(crop, size=(resolution, resolution), mode="bicubic", antialias=side > resolution)
+    return crop.clamp(0, 1)
+
+
+class SampleMaker:
+    """Turns (clean image, captions, generator) into a training sample according to a ``DataConfig``."""
+
+    def __init__(self, config: DataConfig) -> None:
+        self.config = config
+        self.degradation = DegradationMixer(p_parameterized=config.p_parameterized)
+
+    def __call__(
+        self, image: torch.Tensor, captions: list[str], generator: torch.Generator
+    ) -> dict[str, Any]:
+        c = self.config
+        x = random_crop(image, c.resolution, c.crop_scale, generator)
+        caption = captions[randint(generator, 0, len(captions) - 1)] if captions else ""
+        if not c.semantic_prompt or coin(generator, c.caption_dropout):
+            caption = ""
+        sample: dict[str, Any] = {"x": x[0], "c_s": caption}
+        if c.degrade:
+            with torch.no_grad():
+                y, c_r, record = self.degradation(x, generator)
+            sample.update(y=y[0], c_r=restoration_prompt_variant(c_r, c.restoration_prompt), record=record)
+        return sample
+
+
+class SpireDataset(torch.utils.data.Dataset):
+    """Map-style dataset indexed by (epoch, index); returns None for undecodable files.
+
+    ``items`` are (image path, captions) pairs; with ``items=None`` and ``config.source == "scenes"`` the items are
+    procedural scenes rendered at the training resolution.
+    """
+
+    def __init__(self, items: list[tuple[Path, list[str]]] | None, config: DataConfig) -> None:
+        if items is None and config.source != "scenes":
+            raise ValueError("SpireDataset needs items unless data.source is 'scenes'")
+        self.items = items
+        self.config = config
+        self.make = SampleMaker(config)
+
+    def __len__(self) -> int:
+        return self.config.num_scenes if self.items is None else len(self.items)
+
+    def _load(self, index: int) -> tuple[torch.Tensor, list[str]] | None:
+        if self.items is None:
+            from .scenes import render_scene
+
+            image, caption = render_scene(self.config.seed, index, self.config.resolution)
+            return image, [caption]
+        path, captions = self.items[index]
+        try:
+            return load_image(path).tensor, captions
+        except ImageLoadError as error:
+            logger.warning("skipping %s", error)
+            return None
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any] | None:
+        epoch, index = key
+        loaded = self._load(index)
+        if loaded is None:
+            return None
+        image, captions = loaded
+        sample = self.make(
+            image, captions, make_generator(derive_seed(self.config.seed, "sample", epoch, index))
+        )
+        sample["key"] = f"{epoch}:{index}"
+        return sample
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Endless batches of (epoch, index) keys: a seeded shuffle per epoch, sharded across processes.
+
+    Global batch g holds ``batch_size * world_size`` consecutive entries of the epoch's permutation; process r takes
+    its slice r. ``start`` skips the first ``start`` global batches, which makes resuming exact.
+    """
+
+    def __init__(
+        self, size: int, batch_size: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1
+    ):
+        per_epoch = size // (batch_size * world_size)
+        if per_epoch == 0:
+            raise ValueError(
+                f"{size} items are too few for a global batch of {batch_size * world_size}; lower the batch size"
+            )
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.start, self.rank, self.world_size, self.per_epoch = start, rank, world_size, per_epoch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        global_batch = self.start
+        while True:
+            epoch, position = divmod(global_batch, self.per_epoch)
+            order = torch.randperm(
+                self.size, generator=make_generator(derive_seed(self.seed, "order", epoch))
+            )
+            begin = (position * self.world_size + self.rank) * self.batch_size
+            yield [(epoch, int(i)) for i in order[begin : begin + self.batch_size]]
+            global_batch += 1
+
+
+def fixed_samples(data: DataConfig, count: int) -> list[dict]:
+    """The first ``count`` samples of a fixed epoch (the same at every validation)."""
+    if data.source == "webdataset":
+        return []
+    sources = {
+        "coco": lambda: coco_items(data.path, data.captions),
+        "folder": lambda: folder_items(data.path),
+    }
+    dataset = SpireDataset(sources[data.source]() if data.source in sources else None, data)
+    picked = [dataset[(10**6, i)] for i in range(min(count, len(dataset)))]
+    return [s for s in picked if s is not None]
+
+
+def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Stack tensors, keep strings and records as lists, count skipped (None) samples."""
+    good = [s for s in samples if s is not None and "__skipped__" not in s]
+    batch: dict[str, Any] = {"skipped": len(samples) - len(good)}
+    if not good:
+        return batch
+    for key in good[0]:
+        values = [s[key] for s in good]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
+
+
+# ------------------------------------------------------------------------------------------------ webdataset
+
+
+def _webdataset_stream(config: DataConfig, batch_size: int, start: int, epoch_seed: int) -> Any:
+    """An IterableDataset over tar shards (``.jpg``/``.png`` + ``.txt``), split by node and worker."""
+    try:
+        import webdataset as wds
+    except ImportError as error:  # pragma: no cover - the train extra installs it
+        raise ImportError("WebDataset sources need `pip install spire-ir[train]` (webdataset)") from error
+    from PIL import Image
+
+    make = SampleMaker(config)
+
+    def to_sample(raw: dict) -> dict[str, Any] | None:
+        data = next((raw[k] for k in ("jpg", "jpeg", "png", "webp") if k in raw), None)
+        text = raw.get("txt", b"")
+        text = text.decode("utf-8").strip() if isinstance(text, bytes) else str(text)
+        try:
+            if data is None:
+                raise ValueError("no image member")
+            with Image.open(io.BytesIO(data)) as pil:
+                from .image_utils import pil_to_tensor
+
+                image = pil_to_tensor(pil.convert("RGB"))
+        except Exception as error:
+            logger.warning("skipping %s/%s: %s", raw.get("__url__"), raw.get("__key__"), error)
+            return {"__skipped__": True}  # webdataset's map drops None; collate counts this marker
+        key = (raw.get("__url__", ""), raw["__key__"])
+        sample = make(image, [text], make_generator(derive_seed(config.seed, "wds", epoch_seed, *key)))
+        sample["key"] = "/".join(key)
+        return sample
+
+    dataset = wds.WebDataset(
+        config.path,
+        shardshuffle=False,
+        nodesplitter=wds.split_by_node,
+        workersplitter=wds.split_by_worker,
+        empty_check=False,
+    )
+    return dataset.map(to_sample).batched(batch_size, collation_fn=collate, partial=False).slice(start, None)
+
+
+def build_dataloader(
+    config: DataConfig, batch_size: int, start_batch: int = 0, rank: int = 0, world_size: int = 1
+) -> tuple[torch.utils.data.DataLoader, int | None]:
+    """A DataLoader yielding collated batches forever (map-style sources) and the dataset size (None: streamed)."""
+    if config.source == "webdataset":
+        stream = _webdataset_stream(config, batch_size, start_batch, epoch_seed=0)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers)
+        return loader, None
+    if config.source == "coco":
+        if not config.captions:
+            raise ValueError("data.captions must point to a COCO captions JSON for source: coco")
+        items = coco_items(config.path, config.captions)
+    elif config.source == "scenes":
+        items = None
+    else:
+        items = folder_items(config.path)
+    dataset = SpireDataset(items, config)
+    sampler = EpochBatchSampler(len(dataset), batch_size, config.seed, start_batch, rank, world_size)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+    )  # fmt: skip
+    return loader, len(dataset)

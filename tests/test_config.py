@@ -1,0 +1,55 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from spire_ir.config import ConfigError, config_to_dict, from_dict, load_config, save_config
+from spire_ir.training.spire import TrainConfig
+
+
+def test_round_trip(tmp_path):
+    config = load_config(
+        TrainConfig, "configs/tiny-smoke.yaml", ["optim.lr=3e-4", "data.crop_scale=[0.5, 1.0]"]
+    )
+    assert config.optim.lr == 3e-4 and config.data.crop_scale == (0.5, 1.0)
+    save_config(config, tmp_path / "config.yaml")
+    again = load_config(TrainConfig, tmp_path / "config.yaml")
+    assert again == config
+    assert config_to_dict(again) == config_to_dict(config)
+
+
+def test_unknown_keys_are_rejected_with_the_valid_ones():
+    with pytest.raises(
+        ConfigError, match=r"unknown config key\(s\) optim.learning_rate; valid keys here: lr"
+    ):
+        load_config(TrainConfig, None, ["optim.learning_rate=1e-4"])
+    with pytest.raises(ConfigError, match="max_stepz"):
+        from_dict(TrainConfig, {"max_stepz": 3})
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("max_steps=ten", "max_steps: expected an integer"),
+        ("optim.lr=fast", "optim.lr: expected a number"),
+        ("model.fusion=concat", "model.fusion: 'concat' is not one of"),
+        ("data.crop_scale=[0.5]", "data.crop_scale: expected 2 items"),
+        ("progress=3", "progress: expected true or false"),
+    ],
+)
+def test_wrong_types_are_rejected(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, [override])
+
+
+def test_int_is_accepted_for_float_and_none_for_optional():
+    @dataclass
+    class Inner:
+        a: float = 0.5
+        b: str | None = "x"
+
+    @dataclass
+    class Outer:
+        inner: Inner = field(default_factory=Inner)
+
+    parsed = from_dict(Outer, {"inner": {"a": 2, "b": None}})
+    assert parsed.inner.a == 2.0 and isinstance(parsed.inner.a, float) and parsed.inner.b is None

@@ -1,0 +1,183 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from spire_ir.cli import main
+from spire_ir.config import load_config
+from spire_ir.training.base import BaseTask, BaseTrainConfig
+from spire_ir.training.loop import run_loop
+from spire_ir.training.spire import SpireTask, TrainConfig, spire_loss
+from spire_ir.training.vae import VaeTask, VaeTrainConfig
+
+SMALL = [
+    "max_steps=4", "batch_size=2", "checkpoint_every=0", "validate_every=0", "num_validation=0", "progress=false",
+    "data.source=scenes", "data.num_scenes=8", "data.resolution=64", "optim.lr=1e-3", "optim.max_grad_norm=0",
+]  # fmt: skip
+
+
+def _snapshot(module):
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def _changed(before, module):
+    return {name for name, p in module.named_parameters() if not torch.equal(p.detach(), before[name])}
+
+
+def test_train_changes_every_adaptor_parameter_and_no_frozen_one(tmp_path):
+    config = load_config(TrainConfig, "configs/tiny-smoke.yaml", [*SMALL, f"output_dir={tmp_path}"])
+    task = SpireTask(config)
+    trainable, frozen = (
+        _snapshot(task.trainable),
+        {k: _snapshot(task.parts[k]) for k in ("vae", "unet", "text_encoder")},
+    )
+    run_loop(config, task)
+    assert _changed(trainable, task.trainable) == set(trainable)
+    for name, before in frozen.items():
+        assert _changed(before, task.parts[name]) == set(), name
+
+
+def test_train_vae_changes_every_parameter(tmp_path):
+    config = load_config(
+        VaeTrainConfig, "configs/tiny-vae.yaml", [*SMALL, f"output_dir={tmp_path}", "data.degrade=false"]
+    )
+    task = VaeTask(config)
+    before = _snapshot(task.trainable)
+    out = run_loop(config, task)
+    assert _changed(before, task.trainable) == set(before)
+    assert (out / "config.json").is_file()
+
+
+def test_train_base_changes_the_unet_only_and_exports_a_base_folder(tmp_path):
+    config = load_config(
+        BaseTrainConfig, "configs/tiny-base.yaml", [*SMALL, f"output_dir={tmp_path}", "data.degrade=false"]
+    )
+    task = BaseTask(config)
+    unet, vae, text = _snapshot(task.trainable), _snapshot(task.vae), _snapshot(task.text_encoder)
+    out = run_loop(config, task)
+    assert _changed(unet, task.trainable) == set(unet)
+    assert _changed(vae, task.vae) == set() and _changed(text, task.text_encoder) == set()
+    from spire_ir.pipeline import SpirePipeline
+
+    pipe = SpirePipeline.from_base(out)
+    assert torch.equal(pipe.unet.conv_in.weight, task.trainable.conv_in.weight)
+
+
+def test_overfitting_a_fixed_batch_halves_the_loss():
+    config = load_config(TrainConfig, "configs/tiny-smoke.yaml", SMALL)
+    task = SpireTask(config)
+    from spire_ir.data import fixed_samples
+
+    samples = fixed_samples(config.data, 2)
+    batch = {
+        k: (torch.stack([s[k] for s in samples]) if k in ("x", "y") else [s[k] for s in samples])
+        for k in ("x", "y", "c_s", "c_r")
+    }
+    optimiser = torch.optim.AdamW(task.trainable.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(100):
+        loss = spire_loss(
+            task.parts, task.trainable, batch, torch.Generator().manual_seed(0)
+        )  # same noise and t
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] <= 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def _spire(args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "spire_ir", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs
+    )
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
+    common = ["train", "configs/tiny-smoke.yaml", "--set", "max_steps=40", "--set", "checkpoint_every=4",
+              "--set", "keep_checkpoints=2", "--set", "validate_every=0", "--set", "num_validation=0",
+              "--set", "progress=false", "--set", "batch_size=2"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = _spire([*common, "--output-dir", str(tmp_path / "a")], env=env)
+    assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()
+
+    victim = _spire([*common, "--output-dir", str(tmp_path / "b")], env=env)
+    deadline = time.time() + 240
+    while not (tmp_path / "b" / "checkpoint-0000008").exists():
+        assert time.time() < deadline and victim.poll() is None, "no checkpoint before the run ended"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (tmp_path / "b" / "pipeline").exists()  # it really died mid-run
+    resumed = _spire([*common, "--output-dir", str(tmp_path / "b"), "--resume", "latest"], env=env)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+
+    final_a = load_file(str(tmp_path / "a" / "adaptor" / "diffusion_pytorch_model.safetensors"))
+    final_b = load_file(str(tmp_path / "b" / "adaptor" / "diffusion_pytorch_model.safetensors"))
+    assert final_a.keys() == final_b.keys()
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["steps"] == 40
+
+
+def test_cli_train_writes_checkpoints_grid_and_a_restorable_pipeline(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "configs/tiny-smoke.yaml", "--output-dir", str(run), "--set", "max_steps=6",
+            "--set", "checkpoint_every=3", "--set", "validate_every=3", "--set", "progress=false"]  # fmt: skip
+    assert main(args) == 0
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-0000003", "checkpoint-0000006"]
+    assert (run / "validation" / "step-0000003.png").is_file() and (run / "config.yaml").is_file()
+    assert (run / "argv.txt").read_text().startswith("spire train") and (run / "git.txt").is_file()
+    assert list((run / "logs").rglob("events.out.tfevents.*"))
+    assert main([*args[:-2], "--set", "max_steps=8", "--resume", "latest"]) == 0
+    assert (run / "checkpoint-0000006").is_dir() and json.loads((run / "summary.json").read_text())[
+        "steps"
+    ] == 8
+    from helpers import make_photo
+    from spire_ir.image_utils import save_image
+
+    save_image(make_photo(40, 40), tmp_path / "photo.png")
+    assert (
+        main(
+            [
+                "restore",
+                str(tmp_path / "photo.png"),
+                "--model",
+                str(run / "pipeline"),
+                "-o",
+                str(tmp_path / "out"),
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "out" / "photo.png").is_file()
+
+
+def test_unknown_config_key_is_a_cli_error(capsys):
+    assert main(["train", "configs/tiny-smoke.yaml", "--set", "optim.learning_rate=1"]) == 2
+    assert "valid keys here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "path", ["configs/ablations/controlnet-sr.yaml", "configs/ablations/ours-wo-param.yaml"]
+)
+def test_ablation_configs_are_configuration_only(path):
+    config = load_config(TrainConfig, path)
+    reference = load_config(TrainConfig, "configs/ablations/ours.yaml")
+    differing = {k for k in ("fusion",) if getattr(config.model, k) != getattr(reference.model, k)}
+    differing |= {
+        k
+        for k in ("restoration_prompt", "semantic_prompt")
+        if getattr(config.data, k) != getattr(reference.data, k)
+    }
+    assert differing  # something differs...
+    assert (
+        config.max_steps == reference.max_steps and config.optim == reference.optim
+    )  # ...at the same budget
