@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..data import DataConfig, fixed_samples
 from ..text import encode_text
-from .loop import LoopConfig, run_loop
+from .loop import LoopConfig, move, run_loop
 
 __all__ = ["BaseTask", "BaseTrainConfig", "BaseUNetConfig", "sample_base", "train_base"]
 
@@ -141,8 +141,8 @@ class BaseTask:
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         frozen_dtype = dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
-        self.vae.to(device, frozen_dtype)
-        self.text_encoder.to(device, frozen_dtype)
+        move(self.vae, device, frozen_dtype)
+        move(self.text_encoder, device, frozen_dtype)
         self.trainable.to(device)
 
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:

@@ -31,7 +31,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, s
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoopConfig", "OptimConfig", "Task", "run_loop"]
+__all__ = ["LoopConfig", "OptimConfig", "Task", "move", "run_loop"]
 
 
 @dataclass
@@ -79,6 +79,13 @@ class Task(Protocol):
     def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor: ...
     def validate(self, model: torch.nn.Module, step: int, run_dir: Path) -> dict[str, Any]: ...
     def export(self, model: torch.nn.Module, run_dir: Path) -> Path: ...
+
+
+def move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Move a frozen module; cast only when the dtype really changes (diffusers warns on every cast)."""
+    module.to(device)
+    if next(module.parameters()).dtype != dtype:
+        module.to(dtype)
 
 
 def _lr_lambda(optim: OptimConfig, max_steps: int):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..data import fixed_samples
 from ..models.adaptor import SpireAdaptor, modulate_unet
 from ..text import encode_text
-from .loop import LoopConfig, run_loop
+from .loop import LoopConfig, move, run_loop
 
 __all__ = ["ModelConfig", "SpireTask", "TrainConfig", "spire_loss", "train"]
 
@@ -122,10 +122,9 @@ class SpireTask:
         self._validation: list[dict] | None = None
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        frozen_dtype = dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
         for name in ("vae", "unet", "text_encoder"):
-            self.parts[name].to(
-                device, dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
-            )
+            move(self.parts[name], device, frozen_dtype)
         self.trainable.to(device)
 
     def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:

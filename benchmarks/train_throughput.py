@@ -1,0 +1,108 @@
+"""Training throughput of ``spire train``'s step (Eq. 1 loss, backward, AdamW) in samples per second.
+
+Presets: ``tiny`` (the test model, 64²), ``cpu`` (SD-1.5 layout with widths / 10, 256², see benchmarks/pipeline.py)
+and, when a GPU is present, ``sd15`` (SD-1.5 shapes with random weights, 512², bf16, gradient checkpointing).
+
+    python benchmarks/train_throughput.py                      # tiny + cpu
+    python benchmarks/train_throughput.py --presets sd15 --batch-size 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def parts_for(preset: str, device: str, dtype: torch.dtype):
+    from diffusers import DDPMScheduler
+
+    if preset == "tiny":
+        from spire_ir.testing import tiny_components
+
+        parts = tiny_components(seed=0)
+    else:
+        from pipeline import build  # benchmarks/pipeline.py
+
+        ours, _, _ = build("cpu" if preset == "cpu" else "sd15", torch.float32, "cpu")
+        parts = {
+            name: getattr(ours, name)
+            for name in ("vae", "unet", "text_encoder", "tokenizer", "adaptor", "scheduler")
+        }
+    parts["scheduler"] = DDPMScheduler.from_config(parts["scheduler"].config)
+    for name in ("vae", "unet", "text_encoder"):
+        parts[name].requires_grad_(False).eval().to(device, dtype)
+    parts["adaptor"].requires_grad_(True).train().to(device)
+    return parts
+
+
+def measure(
+    preset: str, resolution: int, batch: int, steps: int, device: str, dtype: torch.dtype, checkpointing: bool
+):
+    from spire_ir.training.spire import spire_loss
+
+    parts = parts_for(preset, device, dtype)
+    adaptor = parts.pop("adaptor")
+    if checkpointing:
+        parts["unet"].enable_gradient_checkpointing()
+        adaptor.controlnet.enable_gradient_checkpointing()
+    optimiser = torch.optim.AdamW(adaptor.parameters(), lr=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    data = {
+        "x": torch.rand(batch, 3, resolution, resolution, generator=generator),
+        "y": torch.rand(batch, 3, resolution, resolution, generator=generator),
+        "c_s": ["a red star above a blue circle"] * batch,
+        "c_r": ["Deblur with sigma 2.0, Denoise with sigma 0.05"] * batch,
+    }
+
+    def step():
+        with torch.autocast(device_type=device, dtype=dtype, enabled=dtype != torch.float32):
+            loss = spire_loss(parts, adaptor, data, generator)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    step()  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    memory = f", peak GPU {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else ""
+    print(f"{preset:>5} {resolution}² batch {batch}: {batch * steps / seconds:.2f} samples/s "
+          f"({seconds / steps:.3f} s/step, {device}, {dtype}{', checkpointing' if checkpointing else ''}{memory})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--presets", nargs="+", default=None, help="tiny cpu sd15")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available()
+    presets = args.presets or (["tiny", "cpu", "sd15"] if cuda else ["tiny", "cpu"])
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    for preset in presets:
+        on_gpu = preset == "sd15"
+        if on_gpu and not cuda:
+            print("sd15: skipped (needs a CUDA GPU)")
+            continue
+        resolution = {"tiny": 64, "cpu": 256, "sd15": 512}[preset]
+        batch = args.batch_size or {"tiny": 8, "cpu": 2, "sd15": 8}[preset]
+        measure(preset, resolution, batch, args.steps, "cuda" if on_gpu else "cpu",
+                torch.bfloat16 if on_gpu else torch.float32, checkpointing=on_gpu)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
