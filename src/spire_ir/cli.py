@@ -385,6 +385,24 @@ def _train_command(kind: str):
     return run
 
 
+# --------------------------------------------------------------------------------------------- web
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    try:
+        from . import web
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise CommandError(f"spire web needs the web extra: pip install 'spire-ir[web]' ({error})") from error
+    try:
+        import gradio  # noqa: F401
+    except ImportError as error:
+        raise CommandError("spire web needs Gradio: pip install 'spire-ir[web]'") from error
+    pipe, _ = _load_pipeline(args)
+    print(f"SPIRE studio on http://{args.host}:{args.port} (Ctrl+C to stop)")
+    web.launch(pipe, model_name=str(args.model), host=args.host, port=args.port, max_pixels=args.max_pixels)
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- env
 
 
@@ -506,6 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", action="append", metavar="KEY=VALUE", help="dotted override, e.g. optim.lr=1e-4"
         )
         p.set_defaults(func=_train_command(kind))
+
+    p = sub.add_parser("web", help="the interactive restoration studio in the browser (Gradio)")
+    p.add_argument("--model", default=None, help="a SPIRE pipeline folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument(
+        "--max-pixels", type=int, default=2048 * 2048, help="refuse larger uploads (default 2048²)"
+    )
+    p.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
+    p.add_argument(
+        "--precision", choices=("fp32", "fp16", "bf16"), default=None, help="default fp16 on CUDA, else fp32"
+    )
+    p.set_defaults(func=cmd_web, progress=False)
 
     p = sub.add_parser("env", help="print versions and devices (paste this into bug reports)")
     p.set_defaults(func=cmd_env)

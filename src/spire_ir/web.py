@@ -1,0 +1,386 @@
+"""``spire web``: a Gradio restoration studio (Restore, Degrade and Walk tabs) on a ``SpirePipeline``.
+
+Nothing happens at import: ``build_app(pipe)`` builds the Blocks and ``launch`` serves them. The prompt builder is
+two pure functions, ``controls_to_prompt`` and ``prompt_to_controls``, over the project's prompt grammar; the tabs
+call the same pipeline and degradation code as the CLI. Every tab is also a named API endpoint (``/restore``,
+``/degrade``, ``/walk``, ``/build_prompt``, ``/parse_prompt``) for ``gradio_client``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import prompts
+from .image_utils import ImageLoadError, image_grid, load_image, save_image, tensor_to_pil
+from .prompts import BLIND_PROMPT, PromptError, PromptWarning, RestorationOp, RestorationPrompt
+from .seeding import make_generator
+
+__all__ = ["SLIDERS", "build_app", "check_upload", "controls_to_prompt", "launch", "prompt_to_controls"]
+
+# (minimum, maximum, step, default) of each builder slider: the training range with some headroom
+SLIDERS: dict[str, tuple[float, float, float, float]] = {
+    "deblur": (0.2, 5.0, 0.1, 1.5),
+    "upsample": (1.0, 8.0, 0.1, 2.0),
+    "denoise": (0.0, 0.3, 0.01, 0.05),
+    "dejpeg": (10, 100, 1, 50),
+}
+DEFAULT_MAX_PIXELS = 2048 * 2048
+
+
+def controls_to_prompt(blind: bool, with_values: bool, *controls: Any) -> str:
+    """Builder state -> canonical restoration prompt.
+
+    Args:
+        blind: the "Remove all degradation" switch.
+        with_values: write each op's value ("Deblur with sigma 1.5") or only its type ("Deblur").
+        controls: (enabled, value) for deblur, upsample, denoise, dejpeg, in that order (8 values).
+    """
+    if len(controls) != 2 * len(prompts.OP_KINDS):
+        raise ValueError(f"expected {2 * len(prompts.OP_KINDS)} control values, got {len(controls)}")
+    ops = []
+    for index, kind in enumerate(prompts.OP_KINDS):
+        enabled, value = controls[2 * index], controls[2 * index + 1]
+        if enabled:
+            ops.append(RestorationOp(kind, float(value) if with_values else None))
+    return prompts.format(RestorationPrompt(ops=tuple(ops), blind=bool(blind)))
+
+
+def prompt_to_controls(text: str) -> tuple[list[Any], str]:
+    """Restoration prompt text -> builder state [blind, with_values, (enabled, value) × 4] and a warning line.
+
+    Unknown words, values outside the sliders and invalid values are reported in the warning (Markdown); the
+    controls then show what could be understood.
+    """
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PromptWarning)
+        try:
+            parsed = prompts.parse(text or "")
+        except PromptError as error:
+            return [False, True] + _defaults(), f"⚠️ {error}"
+    notes += [
+        str(w.message).split("; the text is passed")[0]
+        for w in caught
+        if issubclass(w.category, PromptWarning)
+    ]
+    state: list[Any] = [parsed.blind, all(op.value is not None for op in parsed.ops) if parsed.ops else True]
+    by_kind = {op.kind: op for op in parsed.ops}
+    for kind in prompts.OP_KINDS:
+        low, high, _, default = SLIDERS[kind]
+        op = by_kind.get(kind)
+        value = default if op is None or op.value is None else op.value
+        if not low <= value <= high:
+            notes.append(f"{kind} {value:g} is beyond the slider ({low:g}-{high:g}); the text keeps it")
+            value = min(max(value, low), high)
+        state += [op is not None, value]
+    return state, ("⚠️ " + "; ".join(notes)) if notes else ""
+
+
+def _defaults() -> list[Any]:
+    out: list[Any] = []
+    for kind in prompts.OP_KINDS:
+        out += [False, SLIDERS[kind][3]]
+    return out
+
+
+def check_upload(path: str | None, max_pixels: int) -> torch.Tensor:
+    """Decode an uploaded file and enforce the size limit. Returns (1, 3, H, W) in [0, 1].
+
+    Raises:
+        ValueError: no file, undecodable file, or more than ``max_pixels`` pixels (the message says what to do).
+    """
+    if not path:
+        raise ValueError("upload an image first")
+    try:
+        loaded = load_image(path)
+    except ImageLoadError as error:
+        raise ValueError(f"could not read the upload as an image ({Path(str(error).split(':')[0]).name}); "
+                         "use a PNG, JPEG, WebP or TIFF file") from error  # fmt: skip
+    height, width = loaded.tensor.shape[-2:]
+    if height * width > max_pixels:
+        raise ValueError(
+            f"the image is {width}×{height} = {height * width / 1e6:.1f} MP, over this server's limit of "
+            f"{max_pixels / 1e6:.1f} MP (--max-pixels). Downscale it, or restore it locally with tiling: "
+            f"spire restore IMAGE --tile 512"
+        )
+    return loaded.tensor
+
+
+def _command_line(model: str, semantic: str, restoration: str, steps: int, guidance: float, seed: int,
+                  samples: int, color_fix: str, tile: int) -> str:  # fmt: skip
+    parts = ["spire", "restore", "IMAGE", "--model", model, "-p", semantic, "-r", restoration, "--steps", str(steps),
+             "--guidance", f"{guidance:g}", "--seed", str(seed), "--num-samples", str(samples),
+             "--color-fix", color_fix, "--tile", str(tile)]  # fmt: skip
+    return shlex.join(parts)
+
+
+class Studio:
+    """The callbacks behind the app (plain methods, testable without a browser)."""
+
+    def __init__(self, pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.pipe = pipe
+        self.model_name = model_name
+        self.max_pixels = max_pixels
+        self.outdir = Path(tempfile.mkdtemp(prefix="spire-web-"))
+
+    def restore(self, image: str | None, semantic: str, restoration: str, steps: float, guidance: float,
+                seed: float, samples: float, color_fix: str, tile: float, progress=None):  # fmt: skip
+        """Returns (before/after pair, gallery paths, download path, settings JSON, command line)."""
+        import gradio as gr
+
+        try:
+            tensor = check_upload(image, self.max_pixels)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PromptWarning)
+                prompts.parse(restoration or "")
+            for warning in caught:
+                gr.Warning(str(warning.message).split("; the text is passed")[0])
+        except (ValueError, PromptError) as error:
+            raise gr.Error(str(error)) from error
+        steps, seed, samples, tile = int(steps), int(seed), int(samples), int(tile)
+
+        def report(step: int, total: int) -> None:
+            if progress is not None:
+                progress((step, total), desc="denoising")
+
+        images = self.pipe(
+            tensor, prompt=semantic or "", restoration_prompt=restoration or BLIND_PROMPT,
+            num_inference_steps=steps, guidance_scale=float(guidance),
+            generator=[make_generator(seed + k) for k in range(samples)], num_images_per_prompt=samples,
+            color_fix=color_fix, tile_size=tile or None, output_type="pt", callback=report,
+        ).images  # fmt: skip
+        paths = []
+        for k, restored in enumerate(images):
+            paths.append(
+                str(
+                    save_image(restored.unsqueeze(0), self.outdir / f"restored-{seed + k}-{id(restored)}.png")
+                )
+            )
+        settings = {
+            "semantic_prompt": semantic or "", "restoration_prompt": restoration or BLIND_PROMPT, "steps": steps,
+            "guidance": float(guidance), "seed": seed, "num_samples": samples, "color_fix": color_fix, "tile": tile,
+        }  # fmt: skip
+        command = _command_line(self.model_name, settings["semantic_prompt"], settings["restoration_prompt"], steps,
+                                float(guidance), seed, samples, color_fix, tile)  # fmt: skip
+        return (
+            (tensor_to_pil(tensor), tensor_to_pil(images[0])),
+            paths,
+            paths[0],
+            json.dumps(settings, indent=2),
+            command,
+        )
+
+    def degrade(self, image: str | None, prompt_text: str, mode: str, seed: float):
+        """Returns (degraded image path, canonical restoration prompt, record JSON)."""
+        import gradio as gr
+
+        from .degradations import degrade, get_degradation
+
+        try:
+            tensor = check_upload(image, self.max_pixels)
+            generator = make_generator(int(seed))
+            with torch.no_grad():
+                if prompt_text and prompt_text.strip():
+                    y, c_r, record = degrade(tensor, prompt_text, generator)
+                else:
+                    y, c_r, record = get_degradation(mode)(tensor, generator)
+        except (ValueError, PromptError) as error:
+            raise gr.Error(str(error)) from error
+        path = save_image(y, self.outdir / f"degraded-{int(seed)}-{id(y)}.png")
+        return str(path), c_r, json.dumps(record, indent=2)
+
+    def walk(self, image: str | None, target: str, template: str, values: str, semantic: str, restoration: str,
+             steps: float, guidance: float, seed: float, progress=None):  # fmt: skip
+        """Restore with each value put into the template; returns a labelled grid."""
+        import gradio as gr
+
+        try:
+            tensor = check_upload(image, self.max_pixels)
+            items = [
+                v.strip() for v in (values.split("|") if "|" in values else values.split(",")) if v.strip()
+            ]
+            if not items:
+                raise ValueError("give comma-separated values, e.g. 0.02, 0.06, 0.12")
+            if "{}" not in (template or ""):
+                raise ValueError('the template needs "{}" where the value goes, e.g. "Denoise with sigma {}"')
+            pairs = [
+                (semantic or "", template.replace("{}", v)) if target == "restoration prompt"
+                else (template.replace("{}", v), restoration or BLIND_PROMPT)
+                for v in items
+            ]  # fmt: skip
+            for _, text in pairs:
+                prompts.parse(text)
+        except (ValueError, PromptError) as error:
+            raise gr.Error(str(error)) from error
+        cells, labels = [tensor_to_pil(tensor)], ["input"]
+        for index, (sem, res) in enumerate(pairs):
+            if progress is not None:
+                progress((index, len(pairs)), desc=f"value {index + 1} of {len(pairs)}")
+            out = self.pipe(tensor, prompt=sem, restoration_prompt=res, num_inference_steps=int(steps),
+                            guidance_scale=float(guidance), generator=make_generator(int(seed)), output_type="pt").images[0]  # fmt: skip
+            cells.append(tensor_to_pil(out))
+            labels.append(res if target == "restoration prompt" else sem)
+        return image_grid([cells], cell_labels=[labels])
+
+
+def _examples(directory: Path) -> list[list[str]]:
+    """Two example inputs made on the spot from procedural scenes (degraded, with their prompts)."""
+    from .degradations import degrade
+    from .scenes import render_scene
+
+    rows = []
+    for index, text in ((1, "Denoise with sigma 0.08"), (2, "Deblur with sigma 2.0, Dejpeg with quality 40")):
+        clean, caption = render_scene(7, index, 256)
+        degraded, c_r, _ = degrade(clean, text, make_generator(index))
+        path = save_image(degraded, directory / f"example-{index}.png")
+        rows.append([str(path), caption, c_r])
+    return rows
+
+
+def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIXELS):
+    """The Gradio Blocks of the studio for ``pipe`` (a ``SpirePipeline``). Nothing is launched."""
+    import gradio as gr
+
+    studio = Studio(pipe, model_name, max_pixels)
+    kinds = prompts.OP_KINDS
+    labels = {"deblur": "Deblur (blur σ, px)", "upsample": "Upsample (factor)", "denoise": "Denoise (noise σ, 0-1 scale)",
+              "dejpeg": "Dejpeg (JPEG quality)"}  # fmt: skip
+
+    with gr.Blocks(title="SPIRE restoration studio") as app:
+        gr.Markdown(
+            "## SPIRE restoration studio\nTell the model **what the picture shows** (semantic prompt) and **what to "
+            "fix, how strongly** (restoration prompt)."
+        )
+        with gr.Tab("Restore", id="restore"):
+            with gr.Row():
+                with gr.Column():
+                    image = gr.Image(type="filepath", label="Degraded image", elem_id="restore-input")
+                    semantic = gr.Textbox(label="Semantic prompt (what the picture shows)", placeholder="a zebra on grass",
+                                          elem_id="semantic-prompt")  # fmt: skip
+                    restoration = gr.Textbox(
+                        label="Restoration prompt", value=BLIND_PROMPT, elem_id="restoration-prompt"
+                    )
+                    warning = gr.Markdown(elem_id="prompt-warning")
+                    with gr.Accordion("Prompt builder", open=True):
+                        blind = gr.Checkbox(
+                            label="Remove all degradation (blind)", value=True, elem_id="builder-blind"
+                        )
+                        with_values = gr.Checkbox(label="Write values", value=True, elem_id="builder-values")
+                        controls = []
+                        for kind in kinds:
+                            low, high, step, default = SLIDERS[kind]
+                            with gr.Row():
+                                controls.append(
+                                    gr.Checkbox(
+                                        label=labels[kind], value=False, elem_id=f"builder-{kind}-on", scale=1
+                                    )
+                                )
+                                controls.append(gr.Slider(low, high, value=default, step=step, label=f"{kind} value",
+                                                          elem_id=f"builder-{kind}", scale=3))  # fmt: skip
+                    with gr.Accordion("Advanced settings", open=False):
+                        steps = gr.Slider(1, 100, value=20, step=1, label="Steps")
+                        guidance = gr.Slider(
+                            1, 12, value=4.0, step=0.5, label="Guidance (CFG on the semantic prompt)"
+                        )
+                        seed = gr.Number(value=0, precision=0, label="Seed")
+                        samples = gr.Slider(1, 4, value=1, step=1, label="Samples")
+                        color_fix = gr.Radio(
+                            ["wavelet", "adain", "none"], value="wavelet", label="Colour fix"
+                        )
+                        tile = gr.Slider(0, 1024, value=512, step=64, label="Tile size (px, 0 = no tiling)")
+                    run = gr.Button("Restore", variant="primary", elem_id="restore-button")
+                with gr.Column():
+                    compare = gr.ImageSlider(label="Before / after", type="pil", elem_id="restore-output")
+                    gallery = gr.Gallery(label="Samples", columns=4, height=160)
+                    download = gr.File(label="Download")
+                    settings = gr.Code(label="Prompts and settings used", language="json")
+                    command = gr.Textbox(label="As a command line", elem_id="command-line", buttons=["copy"])
+            gr.Examples(_examples(studio.outdir), inputs=[image, semantic, restoration], label="Examples")
+
+            builder_inputs = [blind, with_values, *controls]
+            for control in builder_inputs:
+                control.input(controls_to_prompt, builder_inputs, restoration, api_name=False)
+            restoration.input(lambda text: tuple(prompt_to_controls(text)[0]) + (prompt_to_controls(text)[1],),
+                              restoration, [*builder_inputs, warning], api_name=False)  # fmt: skip
+
+            def restore_fn(img, sem, res, st, gd, sd, n, cf, tl, progress=gr.Progress()):
+                return studio.restore(img, sem, res, st, gd, sd, n, cf, tl, progress=progress)
+
+            run.click(restore_fn, [image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile],
+                      [compare, gallery, download, settings, command], api_name="restore")  # fmt: skip
+
+        with gr.Tab("Degrade", id="degrade"):
+            with gr.Row():
+                with gr.Column():
+                    clean = gr.Image(type="filepath", label="Clean image")
+                    degrade_prompt = gr.Textbox(label="Degradation by prompt (empty: random)",
+                                                placeholder="Deblur with sigma 2.0, Denoise with sigma 0.05")  # fmt: skip
+                    mode = gr.Radio(
+                        ["parameterized", "realesrgan", "mixed"], value="mixed", label="Random pipeline"
+                    )
+                    degrade_seed = gr.Number(value=0, precision=0, label="Seed")
+                    degrade_run = gr.Button("Degrade", variant="primary")
+                with gr.Column():
+                    degraded = gr.Image(type="filepath", label="Degraded")
+                    generated = gr.Textbox(label="Generated restoration prompt")
+                    record = gr.Code(label="Record", language="json")
+                    send = gr.Button("Send to Restore")
+            degrade_run.click(studio.degrade, [clean, degrade_prompt, mode, degrade_seed], [degraded, generated, record],
+                              api_name="degrade")  # fmt: skip
+            send.click(lambda img, text: (img, text, *prompt_to_controls(text)[0], ""), [degraded, generated],
+                       [image, restoration, *builder_inputs, warning], api_name=False)  # fmt: skip
+
+        with gr.Tab("Walk", id="walk"):
+            with gr.Row():
+                with gr.Column():
+                    walk_image = gr.Image(type="filepath", label="Image")
+                    target = gr.Radio(
+                        ["restoration prompt", "semantic prompt"], value="restoration prompt", label="Walk"
+                    )
+                    template = gr.Textbox(
+                        label="Template ({} marks the value)", value="Denoise with sigma {}"
+                    )
+                    values = gr.Textbox(
+                        label="Values (comma-separated; | if values contain commas)",
+                        value="0.02, 0.06, 0.12, 0.24",
+                    )
+                    walk_semantic = gr.Textbox(label="Semantic prompt (when walking the restoration prompt)")
+                    walk_restoration = gr.Textbox(
+                        label="Restoration prompt (when walking the semantic prompt)", value=BLIND_PROMPT
+                    )
+                    walk_steps = gr.Slider(1, 100, value=20, step=1, label="Steps")
+                    walk_guidance = gr.Slider(1, 12, value=4.0, step=0.5, label="Guidance")
+                    walk_seed = gr.Number(value=0, precision=0, label="Seed")
+                    walk_run = gr.Button("Walk", variant="primary")
+                grid = gr.Image(type="pil", label="Grid")
+
+            def walk_fn(img, tg, tpl, vals, sem, res, st, gd, sd, progress=gr.Progress()):
+                return studio.walk(img, tg, tpl, vals, sem, res, st, gd, sd, progress=progress)
+
+            walk_run.click(walk_fn, [walk_image, target, template, values, walk_semantic, walk_restoration, walk_steps,
+                                     walk_guidance, walk_seed], grid, api_name="walk")  # fmt: skip
+
+        # API-only helpers for the prompt builder
+        built = gr.Textbox(visible=False)
+        gr.Button(visible=False).click(controls_to_prompt, builder_inputs, built, api_name="build_prompt")
+        hidden_text = gr.Textbox(visible=False)
+        hidden_out = gr.JSON(visible=False)
+        gr.Button(visible=False).click(lambda t: {"state": prompt_to_controls(t)[0], "warning": prompt_to_controls(t)[1]},
+                                       hidden_text, hidden_out, api_name="parse_prompt")  # fmt: skip
+    app.queue(default_concurrency_limit=1)
+    return app
+
+
+def launch(
+    pipe, model_name: str, host: str = "127.0.0.1", port: int = 7860, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> None:
+    """Build and serve the studio (blocks until interrupted)."""
+    app = build_app(pipe, model_name=model_name, max_pixels=max_pixels)
+    app.launch(server_name=host, server_port=port, show_error=True, footer_links=["api"])

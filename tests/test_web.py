@@ -1,0 +1,165 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import make_photo
+from spire_ir.image_utils import save_image
+
+gr = pytest.importorskip("gradio")
+
+from spire_ir.web import SLIDERS, Studio, build_app, check_upload, controls_to_prompt, prompt_to_controls  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_builder_writes_canonical_prompts():
+    controls = [True, 2.04, False, 2.0, True, 0.051, True, 61]
+    assert (
+        controls_to_prompt(False, True, *controls)
+        == "Deblur with sigma 2.0, Denoise with sigma 0.05, Dejpeg with quality 61"
+    )
+    assert controls_to_prompt(False, False, *controls) == "Deblur, Denoise, Dejpeg"
+    assert (
+        controls_to_prompt(True, True, *[False, 1, False, 1, False, 0, False, 50]) == "Remove all degradation"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Deblur with sigma 2.5, Upsample to 3.0",
+        "Remove all degradation, Denoise with sigma 0.08",
+        "Dejpeg with quality 40",
+    ],
+)
+def test_text_and_controls_round_trip(text):
+    state, warning = prompt_to_controls(text)
+    assert warning == ""
+    assert controls_to_prompt(*state) == text
+
+
+def test_typed_text_with_unknown_words_and_out_of_range_values_warns():
+    state, warning = prompt_to_controls("denoise with sigma 0.5, make it pop")
+    assert "make it pop" in warning and "beyond the slider" in warning
+    assert state[6:8] == [True, SLIDERS["denoise"][1]]  # denoise on, clamped to the slider's maximum
+    state, warning = prompt_to_controls("denoise with sigma 3")
+    assert "did you mean 0.03" in warning
+
+
+def test_upload_limits_and_undecodable_files(tmp_path):
+    save_image(make_photo(40, 50), tmp_path / "ok.png")
+    assert check_upload(str(tmp_path / "ok.png"), 40 * 50).shape == (1, 3, 40, 50)
+    with pytest.raises(ValueError, match=r"50×40 = 0.0 MP, over this server's limit.*--tile 512"):
+        check_upload(str(tmp_path / "ok.png"), 1000)
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="could not read the upload as an image"):
+        check_upload(str(tmp_path / "bad.png"), 10**6)
+    with pytest.raises(ValueError, match="upload an image first"):
+        check_upload(None, 10**6)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    from spire_ir.testing import tiny_pipeline
+
+    return tiny_pipeline()
+
+
+def test_studio_restore_returns_input_size_and_command(tmp_path, tiny_pipe):
+    save_image(make_photo(40, 56), tmp_path / "in.png")
+    studio = Studio(tiny_pipe, "m", max_pixels=10**6)
+    pair, paths, download, settings, command = studio.restore(
+        str(tmp_path / "in.png"), "a cat", "Denoise with sigma 0.05", 2, 4.0, 3, 2, "wavelet", 512
+    )
+    assert pair[1].size == (56, 40) and len(paths) == 2 and Path(download).is_file()
+    assert '"seed": 3' in settings and "-r 'Denoise with sigma 0.05'" in command and "--seed 3" in command
+    with pytest.raises(gr.Error, match="could not read"):
+        (tmp_path / "bad.png").write_bytes(b"x")
+        studio.restore(str(tmp_path / "bad.png"), "", "", 1, 1, 0, 1, "none", 0)
+
+
+def test_app_builds_with_named_endpoints(tiny_pipe):
+    app = build_app(tiny_pipe, "m")
+    names = {fn.api_name for fn in app.fns.values() if fn.api_name}
+    assert {"restore", "degrade", "walk", "build_prompt", "parse_prompt"} <= names
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.browser
+def test_browser_restore_flow(tmp_path):
+    """Start `spire web`, drive headless Chromium: upload, set a slider, check the prompt, restore in two tabs."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("SPIRE_CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"no Chromium at {chromium} (apt-get install chromium)")
+    model = tmp_path / "model"
+    subprocess.run(
+        [sys.executable, "-m", "spire_ir", "new-model", "--preset", "tiny", "-o", str(model)], check=True
+    )
+    photo = tmp_path / "photo.png"
+    save_image(make_photo(96, 128), photo)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "spire_ir", "web", "--model", str(model), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    artifacts = Path(os.environ.get("SPIRE_ARTIFACTS", ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "spire web did not start"
+                time.sleep(0.5)
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
+            pages = [browser.new_page(viewport={"width": 1280, "height": 1100}) for _ in range(2)]
+            for page in pages:
+                page.goto(url)
+                page.locator("#restore-input input[type=file]").set_input_files(str(photo))
+                page.locator("#semantic-prompt textarea").fill("a cat")
+                page.locator("#builder-blind input").uncheck()
+                page.locator("#builder-denoise-on input").check()
+                number = page.locator("#builder-denoise input[type=number]")
+                number.fill("0.08")
+                number.press("Enter")
+                textbox = page.locator("#restoration-prompt textarea")
+                playwright.expect(textbox).to_have_value("Denoise with sigma 0.08", timeout=15000)
+            for page in pages:  # both tabs queue a restoration at once
+                page.locator("#restore-button").click()
+            for page in pages:
+                image = page.locator("#restore-output img").last
+                playwright.expect(image).to_be_visible(timeout=120000)
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('#restore-output img')].some(i => i.complete && i.naturalWidth > 0)",
+                    timeout=120000,
+                )
+                size = page.evaluate("() => { const i = [...document.querySelectorAll('#restore-output img')].pop();"
+                                     " return [i.naturalWidth, i.naturalHeight]; }")  # fmt: skip
+                assert size == [128, 96]
+            playwright.expect(pages[0].locator("#command-line textarea")).to_have_value(
+                "spire restore IMAGE --model "
+                + str(model)
+                + " -p 'a cat' -r 'Denoise with sigma 0.08' --steps 20 "
+                "--guidance 4 --seed 0 --num-samples 1 --color-fix wavelet --tile 512"
+            )
+            pages[0].screenshot(path=str(artifacts / "web.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
