@@ -64,7 +64,7 @@ def prompt_to_controls(text: str) -> tuple[list[Any], str]:
         try:
             parsed = prompts.parse(text or "")
         except PromptError as error:
-            return [False, True] + _defaults(), f"⚠️ {error}"
+            return [False, True, *_defaults()], f"⚠️ {error}"
     notes += [
         str(w.message).split("; the text is passed")[0]
         for w in caught
@@ -307,8 +307,12 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
             builder_inputs = [blind, with_values, *controls]
             for control in builder_inputs:
                 control.input(controls_to_prompt, builder_inputs, restoration, api_name=False)
-            restoration.input(lambda text: tuple(prompt_to_controls(text)[0]) + (prompt_to_controls(text)[1],),
-                              restoration, [*builder_inputs, warning], api_name=False)  # fmt: skip
+
+            def text_to_builder(text: str):
+                state, note = prompt_to_controls(text)
+                return (*state, note)
+
+            restoration.input(text_to_builder, restoration, [*builder_inputs, warning], api_name=False)
 
             def restore_fn(img, sem, res, st, gd, sd, n, cf, tl, progress=gr.Progress()):
                 return studio.restore(img, sem, res, st, gd, sd, n, cf, tl, progress=progress)
@@ -334,7 +338,7 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
                     send = gr.Button("Send to Restore")
             degrade_run.click(studio.degrade, [clean, degrade_prompt, mode, degrade_seed], [degraded, generated, record],
                               api_name="degrade")  # fmt: skip
-            send.click(lambda img, text: (img, text, *prompt_to_controls(text)[0], ""), [degraded, generated],
+            send.click(lambda img, text: (img, text, *text_to_builder(text)), [degraded, generated],
                        [image, restoration, *builder_inputs, warning], api_name=False)  # fmt: skip
 
         with gr.Tab("Walk", id="walk"):
@@ -372,7 +376,7 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
         gr.Button(visible=False).click(controls_to_prompt, builder_inputs, built, api_name="build_prompt")
         hidden_text = gr.Textbox(visible=False)
         hidden_out = gr.JSON(visible=False)
-        gr.Button(visible=False).click(lambda t: {"state": prompt_to_controls(t)[0], "warning": prompt_to_controls(t)[1]},
+        gr.Button(visible=False).click(lambda t: dict(zip(("state", "warning"), prompt_to_controls(t), strict=True)),
                                        hidden_text, hidden_out, api_name="parse_prompt")  # fmt: skip
     app.queue(default_concurrency_limit=1)
     return app
