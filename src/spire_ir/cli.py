@@ -403,6 +403,44 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+
+    from .image_utils import ImageLoadError, load_image
+    from .metrics import create_metric
+
+    images, references = _inputs(Path(args.image)), _inputs(Path(args.reference))
+    if Path(args.reference).is_dir():
+        by_stem = {p.stem: p for p in references}
+        pairs = [(p, by_stem.get(p.stem)) for p in images]
+    elif len(images) == 1:
+        pairs = [(images[0], references[0])]
+    else:
+        raise CommandError("IMAGE is a folder, so REFERENCE must be a folder with the same file names")
+    metrics = [create_metric(name, args.crop_border, args.y_channel) for name in args.metrics.split(",")]
+    failures, rows = 0, []
+    for image, reference in pairs:
+        try:
+            if reference is None:
+                raise ValueError("no reference with the same name")
+            x, y = load_image(image).tensor, load_image(reference).tensor
+            rows.append({"image": str(image), **{m.name: round(float(m(x, y)[0]), 4) for m in metrics}})
+            print("\t".join([image.name, *(f"{m.name} {rows[-1][m.name]:.4f}" for m in metrics)]))
+        except (ImageLoadError, ValueError) as error:
+            failures += 1
+            _report(image, error)
+    if rows and len(rows) > 1:
+        means = {m.name: sum(r[m.name] for r in rows) / len(rows) for m in metrics}
+        print("mean\t" + "\t".join(f"{k} {v:.4f}" for k, v in means.items()))
+    if args.json:
+        from .image_utils import save_json
+
+        save_json({"conventions": [m.describe() for m in metrics], "items": rows}, args.json)
+    return 1 if failures else 0
+
+
 # --------------------------------------------------------------------------------------------- env
 
 
@@ -537,6 +575,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=("fp32", "fp16", "bf16"), default=None, help="default fp16 on CUDA, else fp32"
     )
     p.set_defaults(func=cmd_web, progress=False)
+
+    p = sub.add_parser("metrics", help="full-reference metrics (PSNR, SSIM) between images or folders")
+    p.add_argument("image", help="an image or a folder (restored)")
+    p.add_argument("reference", help="an image or a folder with the same file names (clean)")
+    p.add_argument("--metrics", default="psnr,ssim", help="comma-separated: psnr, ssim")
+    p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before scoring")
+    p.add_argument("--y-channel", action="store_true", help="score BT.601 luma instead of RGB")
+    p.add_argument(
+        "--json", default=None, help="also write per-image scores and conventions to this JSON file"
+    )
+    p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("env", help="print versions and devices (paste this into bug reports)")
     p.set_defaults(func=cmd_env)

@@ -26,7 +26,9 @@ __all__ = ["Metric", "create_metric", "list_metrics", "psnr", "rgb_to_y", "ssim"
 
 def _check(image: torch.Tensor, name: str) -> None:
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
-        raise ValueError(f"{name} must be a (B, 3, H, W) RGB tensor in [0, 1], got {getattr(image, 'shape', type(image))}")
+        raise ValueError(
+            f"{name} must be a (B, 3, H, W) RGB tensor in [0, 1], got {getattr(image, 'shape', type(image))}"
+        )
     low, high = image.min().item(), image.max().item()
     if low < 0 or high > 1:
         raise ValueError(
@@ -40,7 +42,9 @@ def rgb_to_y(image: torch.Tensor) -> torch.Tensor:
     return (image * weights).sum(dim=1, keepdim=True) / 255.0 + 16.0 / 255.0
 
 
-def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _prepare(
+    x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     _check(x, "image")
     _check(y, "reference")
     if x.shape != y.shape:
@@ -54,7 +58,9 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool
     return x, y
 
 
-def psnr(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> torch.Tensor:
+def psnr(
+    image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False
+) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, data range 1. Returns (B,) float64 (inf for identical images)."""
     x, y = _prepare(image, reference, crop_border, y_channel)
     mse = (x - y).pow(2).mean(dim=(1, 2, 3))
@@ -68,7 +74,9 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return torch.outer(g, g)
 
 
-def ssim(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> torch.Tensor:
+def ssim(
+    image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False
+) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004), data range 1. Returns (B,) float64 in [-1, 1]."""
     x, y = _prepare(image, reference, crop_border, y_channel)
     channels = x.shape[1]
@@ -82,9 +90,11 @@ def ssim(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_c
     sigma_x = blur(x * x) - mu_x**2
     sigma_y = blur(y * y) - mu_y**2
     sigma_xy = blur(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2))
-    # skimage crops (win_size - 1) / 2 = 5 more pixels from each side of the valid map before averaging
-    return ssim_map[..., 5:-5, 5:-5].mean(dim=(1, 2, 3))
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
+    )
+    # the valid region: exactly the part of skimage's full-size map it keeps after cropping (11 - 1) / 2 pixels
+    return ssim_map.mean(dim=(1, 2, 3))
 
 
 @dataclass(frozen=True)
@@ -125,4 +135,6 @@ def create_metric(name: str, crop_border: int = 0, y_channel: bool = False) -> M
     if name not in _REGISTRY:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(list_metrics())}")
     function, lower_better, full_reference = _REGISTRY[name]
-    return Metric(name, function, lower_better, full_reference, {"crop_border": crop_border, "y_channel": y_channel})
+    return Metric(
+        name, function, lower_better, full_reference, {"crop_border": crop_border, "y_channel": y_channel}
+    )

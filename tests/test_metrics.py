@@ -1,0 +1,73 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import make_photo
+from spire_ir.metrics import create_metric, list_metrics, psnr, ssim
+
+GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "golden_metrics.json").read_text())
+
+
+def _cases():
+    x = make_photo(64, 80, seed=2)
+    g = torch.Generator().manual_seed(0)
+    return x, {
+        "noise": (x + torch.randn(x.shape, generator=g) * 0.05).clamp(0, 1),
+        "blur": F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1),
+        "dark": x * 0.8,
+    }
+
+
+@pytest.mark.parametrize("name", ["noise", "blur", "dark"])
+def test_matches_scikit_image_golden_values(name):
+    x, cases = _cases()
+    d, golden = cases[name], GOLDEN[name]
+    assert psnr(d, x).item() == pytest.approx(golden["psnr"], abs=1e-4)
+    assert ssim(d, x).item() == pytest.approx(golden["ssim"], abs=1e-4)
+    assert psnr(d, x, crop_border=4, y_channel=True).item() == pytest.approx(golden["psnr_y_crop4"], abs=1e-4)
+    assert ssim(d, x, crop_border=4, y_channel=True).item() == pytest.approx(golden["ssim_y_crop4"], abs=1e-4)
+
+
+def test_scores_are_per_image_and_ordered():
+    x, cases = _cases()
+    batch = torch.cat([cases["noise"], x])
+    scores = psnr(batch, torch.cat([x, x]))
+    assert scores.shape == (2,) and torch.isinf(scores[1])
+    assert ssim(x, x).item() == pytest.approx(1.0)
+
+
+def test_range_and_shape_are_checked_with_a_clear_message():
+    x, _ = _cases()
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide 8-bit images by 255"):
+        psnr(x * 255, x)
+    with pytest.raises(ValueError, match="differ in shape"):
+        ssim(x[..., :32], x)
+
+
+def test_registry_records_conventions():
+    metric = create_metric("psnr", crop_border=4, y_channel=True)
+    assert metric.describe() == {"name": "psnr", "lower_better": False, "full_reference": True, "input": "RGB [0, 1]",
+                                 "data_range": 1.0, "crop_border": 4, "y_channel": True}  # fmt: skip
+    assert list_metrics() == ["psnr", "ssim"]
+    with pytest.raises(ValueError, match="unknown metric 'fid'"):
+        create_metric("fid")
+
+
+def test_cli_metrics_on_folders_reports_missing_pairs(tmp_path, capsys):
+    from spire_ir.cli import main
+    from spire_ir.image_utils import save_image
+
+    x, cases = _cases()
+    save_image(cases["dark"], tmp_path / "out" / "a.png")
+    save_image(cases["dark"], tmp_path / "out" / "b.png")
+    save_image(x, tmp_path / "ref" / "a.png")
+    status = main(
+        ["metrics", str(tmp_path / "out"), str(tmp_path / "ref"), "--json", str(tmp_path / "m.json")]
+    )
+    assert status == 1 and "no reference with the same name" in capsys.readouterr().err
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert data["items"][0]["psnr"] == pytest.approx(GOLDEN["dark"]["psnr"], abs=0.05)  # 8-bit rounding
+    assert data["conventions"][0]["crop_border"] == 0
