@@ -71,3 +71,35 @@ def test_cli_metrics_on_folders_reports_missing_pairs(tmp_path, capsys):
     data = json.loads((tmp_path / "m.json").read_text())
     assert data["items"][0]["psnr"] == pytest.approx(GOLDEN["dark"]["psnr"], abs=0.05)  # 8-bit rounding
     assert data["conventions"][0]["crop_border"] == 0
+
+
+def _niqe_cases():
+    from spire_ir.degradations import ops as O
+    from spire_ir.seeding import make_generator
+
+    x = make_photo(200, 240, seed=1)
+    cases = {
+        "clean": x,
+        "blur": O.gaussian_blur(x, 2.0),
+        "noise": O.add_gaussian_noise(x, 0.1, make_generator(0)),
+    }
+    return {k: v.mul(255).round().div(255) for k, v in cases.items()}
+
+
+def test_niqe_matches_the_basicsr_reference():
+    from spire_ir.metrics import niqe
+
+    golden = GOLDEN["niqe_basicsr_1.4.2"]
+    for name, image in _niqe_cases().items():
+        assert niqe(image).item() == pytest.approx(golden[name], rel=1e-3), name
+
+
+def test_niqe_is_monotonic_on_clean_blurred_noisier():
+    from spire_ir.metrics import create_metric
+
+    metric = create_metric("niqe")
+    assert metric.lower_better and not metric.full_reference and metric.conventions["y_channel"]
+    scores = {name: metric(image).item() for name, image in _niqe_cases().items()}
+    assert scores["clean"] < scores["blur"] < scores["noise"]
+    with pytest.raises(ValueError, match="at least 96"):
+        metric(make_photo(64, 64))

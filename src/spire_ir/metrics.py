@@ -15,11 +15,15 @@ region only; on RGB the per-channel maps are averaged. Both match scikit-image's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import gamma as gamma_fn
 
 __all__ = ["Metric", "create_metric", "list_metrics", "psnr", "rgb_to_y", "ssim"]
 
@@ -119,9 +123,139 @@ class Metric:
                 "input": "RGB [0, 1]", "data_range": 1.0, **self.conventions}  # fmt: skip
 
 
+# ------------------------------------------------------------------------------------------------ NIQE
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic kernel with a = -0.5 (MATLAB's imresize)."""
+    ax = np.abs(x)
+    return ((1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1)
+            + (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))  # fmt: skip
+
+
+def _matlab_resize_matrix(size_in: int, scale: float) -> np.ndarray:
+    """(size_out, size_in) weights of MATLAB's antialiased bicubic resize along one axis (symmetric borders)."""
+    size_out = math.ceil(size_in * scale)
+    stretch = min(scale, 1.0)  # antialiasing widens the kernel when shrinking
+    width = 4.0 / stretch
+    out = np.zeros((size_out, size_in))
+    for i in range(size_out):
+        centre = (i + 1) / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinate of output pixel i + 1
+        first = math.floor(centre - width / 2)
+        taps = np.arange(first, first + math.ceil(width) + 2)
+        weights = stretch * _cubic(stretch * (centre - taps))
+        weights /= weights.sum()
+        # mirror out-of-range taps back inside (1-based), as MATLAB's 'symmetric' padding
+        index = taps - 1
+        index = np.where(index < 0, -index - 1, index)
+        index = np.where(index >= size_in, 2 * size_in - index - 1, index)
+        np.add.at(out[i], index, weights)
+    return out
+
+
+def _aggd(block: np.ndarray) -> tuple[float, float, float]:
+    """Asymmetric generalised Gaussian fit (moment matching): (shape α, left scale, right scale)."""
+    block = block.ravel()
+    shapes = np.arange(0.2, 10.001, 0.001)
+    ratio = gamma_fn(2 / shapes) ** 2 / (gamma_fn(1 / shapes) * gamma_fn(3 / shapes))
+    left = np.sqrt(np.mean(block[block < 0] ** 2))
+    right = np.sqrt(np.mean(block[block > 0] ** 2))
+    gamma_hat = left / right
+    r_hat = np.mean(np.abs(block)) ** 2 / np.mean(block**2)
+    r_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
+    alpha = shapes[np.argmin((ratio - r_norm) ** 2)]
+    factor = np.sqrt(gamma_fn(1 / alpha) / gamma_fn(3 / alpha))
+    return alpha, left * factor, right * factor
+
+
+def _niqe_features(block: np.ndarray) -> list[float]:
+    alpha, left, right = _aggd(block)
+    features = [alpha, (left + right) / 2]
+    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):  # products of neighbouring MSCN coefficients
+        alpha, left, right = _aggd(block * np.roll(block, shift, axis=(0, 1)))
+        mean = (right - left) * gamma_fn(2 / alpha) / gamma_fn(1 / alpha)
+        features += [alpha, mean, left, right]
+    return features
+
+
+@lru_cache
+def _niqe_params() -> dict[str, np.ndarray]:
+    from importlib.resources import files
+
+    with np.load(str(files("spire_ir") / "assets" / "niqe_pris_params.npz")) as data:
+        return {k: data[k] for k in data}
+
+
+def _niqe_gray(image: np.ndarray, block: int = 96) -> float:
+    """NIQE of one gray image on the 0-255 scale (Mittal et al. 2013, the published pristine model)."""
+    from scipy.ndimage import convolve
+
+    params = _niqe_params()
+    window = params["gaussian_window"]
+    rows, cols = image.shape[0] // block, image.shape[1] // block
+    if rows == 0 or cols == 0:
+        raise ValueError(
+            f"NIQE needs images of at least {block}×{block} pixels, got {image.shape[1]}×{image.shape[0]}"
+        )
+    image = image[: rows * block, : cols * block]
+    per_scale = []
+    for scale in (1, 2):
+        mu = convolve(image, window, mode="nearest")
+        sigma = np.sqrt(np.abs(convolve(image * image, window, mode="nearest") - mu * mu))
+        mscn = (image - mu) / (sigma + 1)
+        size = block // scale
+        features = [
+            _niqe_features(mscn[r * size : (r + 1) * size, c * size : (c + 1) * size])
+            for c in range(cols)
+            for r in range(rows)
+        ]
+        per_scale.append(np.array(features))
+        if scale == 1:  # MATLAB-style antialiased bicubic half-size image for the second scale
+            # computed in float32, as the reference implementation: flat regions are sensitive to the precision
+            h, w = image.shape
+            rows_m, cols_m = (
+                _matlab_resize_matrix(h, 0.5).astype(np.float32),
+                _matlab_resize_matrix(w, 0.5).astype(np.float32),
+            )
+            image = (rows_m @ (image / 255.0).astype(np.float32) @ cols_m.T) * 255.0
+    features = np.concatenate(per_scale, axis=1)
+    mu_dist = np.nanmean(features, axis=0)
+    cov_dist = np.cov(features[~np.isnan(features).any(axis=1)], rowvar=False)
+    diff = params["mu_pris_param"] - mu_dist
+    inverse = np.linalg.pinv((params["cov_pris_param"] + cov_dist) / 2)
+    return float(np.sqrt(np.squeeze(diff @ inverse @ diff.T)))
+
+
+def niqe(
+    image: torch.Tensor, reference: torch.Tensor | None = None, crop_border: int = 0, y_channel: bool = True
+) -> torch.Tensor:
+    """NIQE (lower is better), no reference. Computed on the BT.601 luma rounded to 8 bit, as the MATLAB code.
+
+    Args:
+        image: (B, 3, H, W) RGB in [0, 1], at least 96×96 after cropping.
+        reference: ignored (no-reference metric).
+        crop_border: pixels removed from each side.
+        y_channel: must be True (NIQE's pristine model is for luma).
+
+    Returns:
+        (B,) float64.
+    """
+    _check(image, "image")
+    if not y_channel:
+        raise ValueError("NIQE is defined on luma; use y_channel=True")
+    # float32 luma, rounded to integers, as the reference (MATLAB / BasicSR) implementation does
+    luma = rgb_to_y(image.float()) * 255.0
+    if crop_border:
+        luma = luma[..., crop_border:-crop_border, crop_border:-crop_border]
+    # float32 throughout, as the reference implementation: NIQE's AGGD fits on flat blocks are precision-sensitive
+    scores = [_niqe_gray(np.round(item[0].cpu().numpy()).astype(np.float32)) for item in luma]
+    return torch.tensor(scores, dtype=torch.float64)
+
+
 _REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], bool, bool]] = {
     "psnr": (psnr, False, True),
     "ssim": (ssim, False, True),
+    "niqe": (niqe, True, False),
 }
 
 
