@@ -51,7 +51,7 @@ def test_registry_records_conventions():
     metric = create_metric("psnr", crop_border=4, y_channel=True)
     assert metric.describe() == {"name": "psnr", "lower_better": False, "full_reference": True, "input": "RGB [0, 1]",
                                  "data_range": 1.0, "crop_border": 4, "y_channel": True}  # fmt: skip
-    assert list_metrics() == ["psnr", "ssim"]
+    assert list_metrics() == ["niqe", "psnr", "ssim"]
     with pytest.raises(ValueError, match="unknown metric 'fid'"):
         create_metric("fid")
 

@@ -419,14 +419,22 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         pairs = [(images[0], references[0])]
     else:
         raise CommandError("IMAGE is a folder, so REFERENCE must be a folder with the same file names")
-    metrics = [create_metric(name, args.crop_border, args.y_channel) for name in args.metrics.split(",")]
+    metrics = [
+        create_metric(name, args.crop_border, True if args.y_channel else None)
+        for name in args.metrics.split(",")
+    ]
     failures, rows = 0, []
     for image, reference in pairs:
         try:
             if reference is None:
                 raise ValueError("no reference with the same name")
             x, y = load_image(image).tensor, load_image(reference).tensor
-            rows.append({"image": str(image), **{m.name: round(float(m(x, y)[0]), 4) for m in metrics}})
+            rows.append(
+                {
+                    "image": str(image),
+                    **{m.name: round(float(m(x, y if m.full_reference else None)[0]), 4) for m in metrics},
+                }
+            )
             print("\t".join([image.name, *(f"{m.name} {rows[-1][m.name]:.4f}" for m in metrics)]))
         except (ImageLoadError, ValueError) as error:
             failures += 1
@@ -579,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("metrics", help="full-reference metrics (PSNR, SSIM) between images or folders")
     p.add_argument("image", help="an image or a folder (restored)")
     p.add_argument("reference", help="an image or a folder with the same file names (clean)")
-    p.add_argument("--metrics", default="psnr,ssim", help="comma-separated: psnr, ssim")
+    p.add_argument("--metrics", default="psnr,ssim", help="comma-separated: psnr, ssim, niqe")
     p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before scoring")
     p.add_argument("--y-channel", action="store_true", help="score BT.601 luma instead of RGB")
     p.add_argument(

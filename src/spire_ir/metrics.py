@@ -264,11 +264,15 @@ def list_metrics() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_metric(name: str, crop_border: int = 0, y_channel: bool = False) -> Metric:
-    """A metric by name with explicit conventions, e.g. ``create_metric("psnr", crop_border=4, y_channel=True)``."""
+def create_metric(name: str, crop_border: int = 0, y_channel: bool | None = None) -> Metric:
+    """A metric by name with explicit conventions, e.g. ``create_metric("psnr", crop_border=4, y_channel=True)``.
+
+    ``y_channel=None`` takes the metric's usual convention: RGB for PSNR/SSIM, luma for NIQE.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(list_metrics())}")
     function, lower_better, full_reference = _REGISTRY[name]
-    return Metric(
-        name, function, lower_better, full_reference, {"crop_border": crop_border, "y_channel": y_channel}
-    )
+    if y_channel is None:
+        y_channel = name == "niqe"
+    conventions = {"crop_border": crop_border, "y_channel": y_channel}
+    return Metric(name, function, lower_better, full_reference, conventions)
