@@ -52,7 +52,11 @@ def test_registry_records_conventions():
     assert metric.describe() == {"name": "psnr", "lower_better": False, "full_reference": True, "input": "RGB [0, 1]",
                                  "data_range": 1.0, "crop_border": 4, "y_channel": True}  # fmt: skip
     assert list_metrics() == ["niqe", "psnr", "ssim"]
-    with pytest.raises(ValueError, match="unknown metric 'fid'"):
+    with pytest.raises(ValueError, match="unknown metric 'sharpness'"):
+        create_metric("sharpness")
+    from spire_ir.metrics import MetricUnavailable
+
+    with pytest.raises(MetricUnavailable, match=r"fid: unavailable.*Inception weights"):
         create_metric("fid")
 
 
@@ -101,5 +105,5 @@ def test_niqe_is_monotonic_on_clean_blurred_noisier():
     assert metric.lower_better and not metric.full_reference and metric.conventions["y_channel"]
     scores = {name: metric(image).item() for name, image in _niqe_cases().items()}
     assert scores["clean"] < scores["blur"] < scores["noise"]
-    with pytest.raises(ValueError, match="at least 96"):
-        metric(make_photo(64, 64))
+    with pytest.raises(ValueError, match="at least two 96×96 blocks"):
+        metric(make_photo(120, 120))

@@ -449,6 +449,43 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+# --------------------------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        if args.bench_command == "build":
+            from .evaluation.bench import build_bench
+
+            manifest = build_bench(
+                args.images, args.output, args.n, args.setting, args.seed, args.size, args.captions
+            )
+            print(f"{len(manifest['items'])} items ({args.setting}) -> {args.output}")
+        elif args.bench_command == "run":
+            from .evaluation.bench import run_bench
+
+            summary = run_bench(
+                args.bench, args.method, args.output, model=args.model, prompts_mode=args.prompts,
+                metrics=tuple(args.metrics.split(",")), steps=args.steps, guidance=args.guidance, seed=args.seed,
+                crop_border=args.crop_border,
+            )  # fmt: skip
+            if summary:
+                means = ", ".join(
+                    f"{k} {v['mean']:.4f}" for k, v in summary["metrics"].items() if v["mean"] is not None
+                )
+                print(f"{args.method} on {summary['items']} items: {means}")
+                for line in summary["unavailable"].values():
+                    print(f"spire: {line}", file=sys.stderr)
+        else:
+            from .evaluation.report import write_report
+
+            result = write_report(args.runs, args.output)
+            print(result["markdown"])
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from error
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- env
 
 
@@ -594,6 +631,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", default=None, help="also write per-image scores and conventions to this JSON file"
     )
     p.set_defaults(func=cmd_metrics)
+
+    bench = sub.add_parser(
+        "bench", help="build the SPIRE benchmark, run methods on it, report tables and plots"
+    )
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    p = bench_sub.add_parser("build", help="pick, crop and degrade n items into a bench folder")
+    p.add_argument(
+        "--images", required=True, help="image folder (sidecar captions / metadata.jsonl, or COCO images)"
+    )
+    p.add_argument("--captions", default=None, help="COCO captions JSON")
+    p.add_argument("--n", type=int, required=True, help="number of items")
+    p.add_argument("--setting", choices=("parameterized", "realesrgan", "none"), default="parameterized")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("-o", "--output", required=True, help="bench folder")
+    p.set_defaults(func=cmd_bench)
+    p = bench_sub.add_parser("run", help="restore every item with a method and score it (resumable)")
+    p.add_argument("bench", help="a bench folder")
+    p.add_argument("--method", required=True, help="identity, bicubic, classical or spire")
+    p.add_argument("--model", default=None, help="pipeline folder for --method spire")
+    p.add_argument("--prompts", choices=("full", "semantic", "restoration", "none"), default="full")
+    p.add_argument("--metrics", default="psnr,ssim,niqe", help="comma-separated metric names")
+    p.add_argument("--crop-border", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="run folder")
+    p.set_defaults(func=cmd_bench)
+    p = bench_sub.add_parser("report", help="Table-1-style table, strength plots and a comparison grid")
+    p.add_argument("runs", nargs="+", help="finished run folders on the same bench")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("env", help="print versions and devices (paste this into bug reports)")
     p.set_defaults(func=cmd_env)

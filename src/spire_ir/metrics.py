@@ -25,7 +25,24 @@ import torch
 import torch.nn.functional as F
 from scipy.special import gamma as gamma_fn
 
-__all__ = ["Metric", "create_metric", "list_metrics", "psnr", "rgb_to_y", "ssim"]
+__all__ = ["Metric", "MetricUnavailable", "create_metric", "list_metrics", "niqe", "psnr", "rgb_to_y", "ssim"]
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric that needs pretrained weights which are not available here; the message says what it needs."""
+
+
+# Learned metrics of the paper's tables. None of their weights ships in any package, and this version does not
+# compute them yet; asking for one gives this line instead of a silent skip or a random-weight number.
+NEEDS_WEIGHTS = {
+    "lpips": "LPIPS needs the ImageNet AlexNet/VGG backbone weights (torchvision), which no package ships",
+    "fid": "FID needs the Inception weights pt_inception-2015-12-05 (and is biased below 2,048 images)",
+    "clip_i": "CLIP-I needs CLIP image-encoder weights",
+    "clip_t": "CLIP-T needs CLIP image and text encoder weights",
+    "clipiqa": "CLIP-IQA needs CLIP weights",
+    "musiq": "MUSIQ needs its pretrained weights (pyiqa)",
+    "maniqa": "MANIQA needs its pretrained weights (pyiqa)",
+}
 
 
 def _check(image: torch.Tensor, name: str) -> None:
@@ -193,9 +210,10 @@ def _niqe_gray(image: np.ndarray, block: int = 96) -> float:
     params = _niqe_params()
     window = params["gaussian_window"]
     rows, cols = image.shape[0] // block, image.shape[1] // block
-    if rows == 0 or cols == 0:
+    if rows * cols < 2:
         raise ValueError(
-            f"NIQE needs images of at least {block}×{block} pixels, got {image.shape[1]}×{image.shape[0]}"
+            f"NIQE needs at least two {block}×{block} blocks (e.g. {2 * block}×{block} pixels), "
+            f"got {image.shape[1]}×{image.shape[0]}"
         )
     image = image[: rows * block, : cols * block]
     per_scale = []
@@ -269,6 +287,12 @@ def create_metric(name: str, crop_border: int = 0, y_channel: bool | None = None
 
     ``y_channel=None`` takes the metric's usual convention: RGB for PSNR/SSIM, luma for NIQE.
     """
+    if name in NEEDS_WEIGHTS:
+        raise MetricUnavailable(
+            f"{name}: unavailable in this version of spire-ir — {NEEDS_WEIGHTS[name]}; it is reported as "
+            "unavailable rather than computed with random weights. Available now: "
+            + ", ".join(list_metrics())
+        )
     if name not in _REGISTRY:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(list_metrics())}")
     function, lower_better, full_reference = _REGISTRY[name]

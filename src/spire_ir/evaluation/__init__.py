@@ -1,0 +1,1 @@
+"""Evaluation: the SPIRE benchmark (build, run, report) and baseline restorers."""

@@ -1,0 +1,258 @@
+"""The SPIRE benchmark: build a fixed set of (x, y, c_s, c_r) items, run a method over it, report.
+
+    spire bench build --images DIR [--captions FILE] --n 3000 --setting parameterized --seed 0 --size 512 -o BENCH
+    spire bench run BENCH --method classical -o RUN
+    spire bench report RUN1 RUN2 ... -o report/
+
+A bench folder holds ``x/ID.png`` (clean), ``y/ID.png`` (degraded) and ``manifest.json`` (prompts, records,
+sha256 checksums, the build arguments). Rebuilding with the same arguments gives byte-identical files. A run folder
+holds ``images/ID.png``, one ``items/ID.json`` per finished item (so an interrupted run resumes where it stopped),
+``metrics.csv`` / ``metrics.json`` and ``summary.json`` with the method, its settings, the prompts mode, versions and
+every metric convention. Under ``accelerate launch`` items are sharded across processes and merged by the main one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..image_utils import ImageLoadError, load_image, save_image, save_json
+from ..prompts import BLIND_PROMPT
+from ..seeding import derive_seed, make_generator
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PROMPT_MODES", "build_bench", "load_manifest", "run_bench"]
+
+PROMPT_MODES = {  # (use c_s, use c_r): the paper's "Prompts" columns
+    "full": (True, True),
+    "semantic": (True, False),
+    "restoration": (False, True),
+    "none": (False, False),
+}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _center_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = image.shape[-2:]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    crop = image[..., top : top + side, left : left + side]
+    if side != size:
+        crop = F.interpolate(
+            crop, size=(size, size), mode="bicubic", antialias=side > size, align_corners=False
+        )
+    return crop.clamp(0, 1).mul(255).round().div(255)  # the clean image is exactly what the PNG holds
+
+
+def build_bench(
+    images: str | Path,
+    output: str | Path,
+    n: int,
+    setting: str = "parameterized",
+    seed: int = 0,
+    size: int = 512,
+    captions: str | Path | None = None,
+) -> dict[str, Any]:
+    """Pick ``n`` images deterministically, centre-crop and resize them, degrade them; write the bench folder.
+
+    Args:
+        images: a folder with caption sidecars / ``metadata.jsonl``, or the image folder of ``captions``.
+        output: the bench folder (created).
+        n: number of items (at most the number of images).
+        setting: "parameterized" (Table 1 left), "realesrgan" (right) or "none" (y = x: real degraded photos).
+        seed: picks the items and seeds every degradation.
+        size: output side in pixels.
+        captions: a COCO captions JSON.
+
+    Returns:
+        The manifest.
+    """
+    from ..data import coco_items, folder_items
+    from ..degradations import get_degradation
+
+    if setting not in ("parameterized", "realesrgan", "none"):
+        raise ValueError(f"setting must be parameterized, realesrgan or none, got {setting!r}")
+    items = coco_items(images, captions) if captions else folder_items(images)
+    order = torch.randperm(len(items), generator=make_generator(derive_seed(seed, "bench-order")))
+    output = Path(output)
+    degradation = get_degradation(setting) if setting != "none" else None
+    entries, skipped = [], []
+    for index in order.tolist():
+        if len(entries) == n:
+            break
+        path, texts = items[index]
+        try:
+            x = _center_square(load_image(path).tensor, size)
+        except ImageLoadError as error:
+            skipped.append(str(error))
+            continue
+        item_id = f"{len(entries):05d}-{path.stem}"
+        generator = make_generator(derive_seed(seed, "bench", item_id))
+        caption = texts[int(torch.randint(len(texts), (), generator=generator))] if texts else ""
+        if degradation is None:
+            y, c_r, record = x, BLIND_PROMPT, {"pipeline": "none", "ops": []}
+        else:
+            with torch.no_grad():
+                y, c_r, record = degradation(x, generator)
+        x_path, y_path = (
+            save_image(x, output / "x" / f"{item_id}.png"),
+            save_image(y, output / "y" / f"{item_id}.png"),
+        )
+        entries.append({
+            "id": item_id, "source": str(path), "c_s": caption, "c_r": c_r, "record": record,
+            "x": f"x/{item_id}.png", "y": f"y/{item_id}.png",
+            "sha256": {"x": _sha256(x_path), "y": _sha256(y_path)},
+        })  # fmt: skip
+    if len(entries) < n:
+        raise ValueError(f"asked for {n} items but only {len(entries)} usable images were found in {images}")
+    manifest = {
+        "setting": setting, "seed": seed, "size": size, "n": n, "images": str(images),
+        "captions": str(captions) if captions else None, "skipped": skipped, "items": entries,
+    }  # fmt: skip
+    save_json(manifest, output / "manifest.json")
+    return manifest
+
+
+def load_manifest(bench: str | Path) -> dict[str, Any]:
+    path = Path(bench) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{bench}: not a bench folder (no manifest.json); make one with `spire bench build`"
+        )
+    return json.loads(path.read_text())
+
+
+def _spire_method(model: str | Path, steps: int, guidance: float, seed: int) -> Callable:
+    from ..pipeline import SpirePipeline
+
+    pipe = SpirePipeline.from_pretrained(model)
+    if torch.cuda.is_available():
+        pipe.to("cuda", torch.float16)
+    pipe.set_progress_bar_config(disable=True)
+
+    def restore(y: torch.Tensor, c_s: str, c_r: str) -> torch.Tensor:
+        return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
+                    generator=make_generator(seed), output_type="pt").images.float()  # fmt: skip
+
+    return restore
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("spire-ir", "torch", "diffusers", "transformers", "scikit-image"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_bench(
+    bench: str | Path,
+    method: str,
+    output: str | Path,
+    model: str | Path | None = None,
+    prompts_mode: str = "full",
+    metrics: tuple[str, ...] = ("psnr", "ssim", "niqe"),
+    steps: int = 20,
+    guidance: float = 4.0,
+    seed: int = 0,
+    crop_border: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Restore every bench item with ``method``, score it, write per-item results and the summary (resumable).
+
+    Returns:
+        The summary (on the main process).
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from ..metrics import MetricUnavailable, create_metric
+    from .baselines import METHODS
+
+    if prompts_mode not in PROMPT_MODES:
+        raise ValueError(f"prompts mode must be one of {', '.join(PROMPT_MODES)}, got {prompts_mode!r}")
+    bench, output = Path(bench), Path(output)
+    manifest = load_manifest(bench)
+    if method == "spire":
+        if model is None:
+            raise ValueError("--method spire needs --model PATH (a SPIRE pipeline folder)")
+        restore = _spire_method(model, steps, guidance, seed)
+    elif method in METHODS:
+        restore = METHODS[method]
+    else:
+        raise ValueError(f"unknown method {method!r}; choose spire, {', '.join(METHODS)}")
+    scorers, unavailable = [], {}
+    for name in metrics:
+        try:
+            scorers.append(create_metric(name, crop_border=crop_border))
+        except MetricUnavailable as error:
+            unavailable[name] = str(error)
+            logger.warning("%s", error)
+    use_semantic, use_restoration = PROMPT_MODES[prompts_mode]
+    state = PartialState()
+    mine = manifest["items"][state.process_index :: state.num_processes]
+    todo = [item for item in mine if not (output / "items" / f"{item['id']}.json").is_file()]
+    sums: dict[str, list[float]] = {m.name: [] for m in scorers}
+    bar = tqdm(todo, desc=f"{method}", disable=not (progress and state.is_main_process), dynamic_ncols=True)
+    for item in bar:
+        y = load_image(bench / item["y"]).tensor
+        x = load_image(bench / item["x"]).tensor
+        c_s = item["c_s"] if use_semantic else ""
+        c_r = item["c_r"] if use_restoration else BLIND_PROMPT
+        with torch.no_grad():
+            restored = restore(y, c_s, c_r).clamp(0, 1).mul(255).round().div(255)  # scored as saved (8 bit)
+        save_image(restored, output / "images" / f"{item['id']}.png")
+        scores: dict[str, float | None] = {}
+        for metric in scorers:
+            try:
+                scores[metric.name] = float(metric(restored, x if metric.full_reference else None)[0])
+            except ValueError as error:  # e.g. NIQE on images under 96 px
+                scores[metric.name] = None
+                unavailable.setdefault(metric.name, str(error))
+            if scores[metric.name] is not None:
+                sums[metric.name].append(scores[metric.name])
+        save_json({"id": item["id"], "c_s": item["c_s"], "c_r": item["c_r"], "used_c_s": c_s, "used_c_r": c_r,
+                   **scores}, output / "items" / f"{item['id']}.json")  # fmt: skip
+        bar.set_postfix({k: f"{sum(v) / len(v):.3f}" for k, v in sums.items() if v})
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return {}
+    rows = [json.loads((output / "items" / f"{item['id']}.json").read_text()) for item in manifest["items"]]
+    columns = ["id", "c_s", "c_r", *[m.name for m in scorers]]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "metrics.csv").write_text(buffer.getvalue())
+    save_json([{k: row.get(k) for k in columns} for row in rows], output / "metrics.json")
+    means = {}
+    for metric in scorers:
+        values = [row[metric.name] for row in rows if row.get(metric.name) is not None]
+        means[metric.name] = sum(values) / len(values) if values else None
+    summary = {
+        "bench": str(bench), "setting": manifest["setting"], "items": len(rows), "method": method,
+        "model": str(model) if model else None, "prompts": prompts_mode,
+        "settings": {"steps": steps, "guidance": guidance, "seed": seed} if method == "spire" else {},
+        "metrics": {m.name: {**m.describe(), "mean": means[m.name]} for m in scorers},
+        "unavailable": unavailable, "versions": _versions(),
+    }  # fmt: skip
+    save_json(summary, output / "summary.json")
+    return summary

@@ -1,0 +1,159 @@
+"""``spire bench report``: the paper's Table 1 layout, per-op strength plots and a comparison grid.
+
+Writes into the report folder: ``table.md`` (Method | Sem | Res | metric ↑/↓ ...), ``table.csv``, ``table.json``,
+``plot-<op>-<metric>.png`` for parameterised benches (metric against the op's strength, one line per run) and
+``grid.png`` (degraded | each run | clean for the first items, prompts under the cells).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from ..image_utils import image_grid, load_image, save_json, save_pil
+from .bench import PROMPT_MODES, load_manifest
+
+__all__ = ["write_report"]
+
+
+def _load_run(run: Path) -> dict[str, Any]:
+    summary_path = run / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{run}: no summary.json; finish it with `spire bench run` first")
+    summary = json.loads(summary_path.read_text())
+    summary["rows"] = json.loads((run / "metrics.json").read_text())
+    summary["path"] = str(run)
+    return summary
+
+
+def _label(run: dict) -> str:
+    return run["method"] if run["method"] != "spire" else f"spire ({Path(run['model']).name})"
+
+
+def write_report(runs: list[str | Path], output: str | Path, grid_items: int = 4) -> dict[str, Any]:
+    """Compare finished runs (all on the same bench); returns the table as data."""
+    loaded = [_load_run(Path(r)) for r in runs]
+    if not loaded:
+        raise ValueError("give at least one run folder")
+    benches = {run["bench"] for run in loaded}
+    if len(benches) > 1:
+        raise ValueError(f"runs are on different benches: {sorted(benches)}")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    names = list(dict.fromkeys(name for run in loaded for name in run["metrics"]))
+    arrows = {
+        name: "↓" if run["metrics"][name]["lower_better"] else "↑"
+        for run in loaded
+        for name in run["metrics"]
+    }
+    table = []
+    for run in loaded:
+        semantic, restoration = PROMPT_MODES[run["prompts"]]
+        uses_prompts = run["method"] in ("spire", "classical", "bicubic")
+        row = {
+            "method": _label(run),
+            "sem": "✓" if run["method"] == "spire" and semantic else "✗",
+            "res": "✓" if uses_prompts and restoration else "✗",
+            **{name: run["metrics"].get(name, {}).get("mean") for name in names},
+        }
+        table.append(row)
+    header = ["Method", "Sem", "Res", *[f"{n.upper()}{arrows[n]}" for n in names]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table:
+        values = [row["method"], row["sem"], row["res"]]
+        values += [
+            "n/a" if row[n] is None else f"{row[n]:.4f}" if n != "psnr" else f"{row[n]:.2f}" for n in names
+        ]
+        lines.append("| " + " | ".join(values) + " |")
+    setting = loaded[0]["setting"]
+    note = f"\n{len(loaded[0]['rows'])} items, setting `{setting}`, bench `{loaded[0]['bench']}`.\n"
+    unavailable = {k: v for run in loaded for k, v in run.get("unavailable", {}).items()}
+    if unavailable:
+        note += "\nUnavailable: " + "; ".join(f"{v}" for v in unavailable.values()) + "\n"
+    (output / "table.md").write_text("\n".join(lines) + "\n" + note, encoding="utf-8")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["method", "sem", "res", *names], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    (output / "table.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    save_json({"runs": [r["path"] for r in loaded], "table": table, "conventions": {n: loaded[0]["metrics"].get(n) for n in names}},
+              output / "table.json")  # fmt: skip
+    manifest = load_manifest(loaded[0]["bench"])
+    if setting == "parameterized":
+        _plots(loaded, manifest, names, output)
+    _grid(loaded, manifest, output, grid_items)
+    return {"table": table, "markdown": "\n".join(lines)}
+
+
+def _plots(runs: list[dict], manifest: dict, names: list[str], output: Path) -> None:
+    """Metric against degradation strength, per op kind: one line (binned mean) per run."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - the metrics extra installs it
+        (output / "plots-skipped.txt").write_text(
+            "matplotlib is not installed: pip install 'spire-ir[metrics]'\n"
+        )
+        return
+    import numpy as np
+
+    from ..prompts import OP_SPECS
+
+    strengths: dict[str, dict[str, float]] = {}
+    for item in manifest["items"]:
+        for op in item["record"].get("ops", []):
+            if op.get("op") in OP_SPECS:
+                strengths.setdefault(op["op"], {})[item["id"]] = op[OP_SPECS[op["op"]].param]
+    for kind, by_id in strengths.items():
+        for name in names:
+            figure, axis = plt.subplots(figsize=(4.5, 3.2), dpi=110)
+            for run in runs:
+                points = sorted(
+                    (by_id[r["id"]], r[name])
+                    for r in run["rows"]
+                    if r["id"] in by_id and r.get(name) is not None
+                )
+                if not points:
+                    continue
+                xs, ys = np.array(points).T
+                edges = np.linspace(xs.min(), xs.max() + 1e-9, 6)
+                centres, means = [], []
+                for low, high in itertools.pairwise(edges):
+                    inside = (xs >= low) & (xs < high)
+                    if inside.any():
+                        centres.append(xs[inside].mean())
+                        means.append(ys[inside].mean())
+                axis.scatter(xs, ys, s=8, alpha=0.35)
+                axis.plot(centres, means, marker="o", label=_label(run))
+            axis.set_xlabel(f"{kind} {OP_SPECS[kind].param}")
+            axis.set_ylabel(name.upper())
+            if axis.get_legend_handles_labels()[0]:
+                axis.legend(fontsize=7)
+            figure.tight_layout()
+            figure.savefig(output / f"plot-{kind}-{name}.png")
+            plt.close(figure)
+
+
+def _grid(runs: list[dict], manifest: dict, output: Path, count: int) -> None:
+    bench = Path(runs[0]["bench"])
+    rows, labels = [], []
+    for item in manifest["items"][:count]:
+        cells = [load_image(bench / item["y"]).tensor]
+        cell_labels = [f"degraded: {item['c_r']}"]
+        for run in runs:
+            cells.append(load_image(Path(run["path"]) / "images" / f"{item['id']}.png").tensor)
+            row = next(r for r in run["rows"] if r["id"] == item["id"])
+            score = f" PSNR {row['psnr']:.2f}" if row.get("psnr") is not None else ""
+            cell_labels.append(f"{_label(run)}{score}")
+        cells.append(load_image(bench / item["x"]).tensor)
+        cell_labels.append(f"clean: {item['c_s']}")
+        rows.append(cells)
+        labels.append(cell_labels)
+    if rows:
+        save_pil(image_grid(rows, cell_labels=labels), output / "grid.png")

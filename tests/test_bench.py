@@ -1,0 +1,176 @@
+import json
+
+import pytest
+import torch
+
+from helpers import make_photo
+from spire_ir.cli import main
+from spire_ir.image_utils import save_image
+
+pytest.importorskip("skimage")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    root = tmp_path / "photos"
+    for i in range(6):
+        save_image(make_photo(120, 140, seed=i), root / f"p{i}.png")
+        (root / f"p{i}.txt").write_text(f"a test photo number {i}")
+    (root / "broken.png").write_bytes(b"junk")
+    return root
+
+
+def _files(folder):
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_build_is_deterministic_and_records_everything(photos, tmp_path):
+    args = [
+        "bench",
+        "build",
+        "--images",
+        str(photos),
+        "--n",
+        "4",
+        "--setting",
+        "parameterized",
+        "--size",
+        "96",
+    ]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 0
+    assert main([*args, "-o", str(tmp_path / "b")]) == 0
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")  # byte-identical rebuild
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert len(manifest["items"]) == 4 and manifest["setting"] == "parameterized"
+    item = manifest["items"][0]
+    assert (
+        item["c_s"].startswith("a test photo")
+        and item["c_r"]
+        and item["record"]["pipeline"] == "parameterized"
+    )
+    assert len(item["sha256"]["x"]) == 64
+    assert (
+        main(
+            [
+                *args[:-6],
+                "--n",
+                "4",
+                "--setting",
+                "parameterized",
+                "--size",
+                "96",
+                "--seed",
+                "1",
+                "-o",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
+    assert _files(tmp_path / "c") != _files(tmp_path / "a")  # another seed, other items or degradations
+
+
+def test_setting_none_keeps_y_equal_to_x(photos, tmp_path):
+    assert (
+        main(
+            [
+                "bench",
+                "build",
+                "--images",
+                str(photos),
+                "--n",
+                "2",
+                "--setting",
+                "none",
+                "--size",
+                "64",
+                "-o",
+                str(tmp_path / "n"),
+            ]
+        )
+        == 0
+    )
+    files = _files(tmp_path / "n")
+    ids = [k[2:] for k in files if k.startswith("x/")]
+    assert all(files[f"x/{i}"] == files[f"y/{i}"] for i in ids)
+
+
+def test_run_resumes_and_report_has_the_table_layout(photos, tmp_path, capsys):
+    bench, run = tmp_path / "bench", tmp_path / "run-identity"
+    assert (
+        main(["bench", "build", "--images", str(photos), "--n", "3", "--size", "112", "-o", str(bench)]) == 0
+    )
+    assert main(["bench", "run", str(bench), "--method", "identity", "-o", str(run)]) == 0
+    items = sorted((run / "items").glob("*.json"))
+    assert len(items) == 3
+    stamps = {p.name: p.stat().st_mtime_ns for p in items}
+    items[1].unlink()  # as if interrupted before the second item finished
+    assert main(["bench", "run", str(bench), "--method", "identity", "-o", str(run)]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in sorted((run / "items").glob("*.json"))}[
+        items[0].name
+    ] == stamps[items[0].name]
+    assert (run / "items" / items[1].name).is_file()
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert header == "id,c_s,c_r,psnr,ssim,niqe"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["metrics"]["psnr"]["crop_border"] == 0 and summary["metrics"]["niqe"]["lower_better"]
+    assert summary["prompts"] == "full" and "torch" in summary["versions"]
+
+    assert (
+        main(["bench", "run", str(bench), "--method", "classical", "-o", str(tmp_path / "run-classical")])
+        == 0
+    )
+    assert (
+        main(["bench", "report", str(run), str(tmp_path / "run-classical"), "-o", str(tmp_path / "report")])
+        == 0
+    )
+    table = (tmp_path / "report" / "table.md").read_text().splitlines()
+    assert table[0] == "| Method | Sem | Res | PSNR↑ | SSIM↑ | NIQE↓ |"
+    assert table[2].startswith("| identity | ✗ | ✗ |") and table[3].startswith("| classical | ✗ | ✓ |")
+    assert (tmp_path / "report" / "grid.png").is_file() and (tmp_path / "report" / "table.csv").is_file()
+    assert list((tmp_path / "report").glob("plot-*-psnr.png"))
+
+
+def test_unavailable_metric_is_reported_with_what_it_needs(photos, tmp_path, capsys):
+    bench = tmp_path / "bench"
+    assert (
+        main(["bench", "build", "--images", str(photos), "--n", "1", "--size", "64", "-o", str(bench)]) == 0
+    )
+    assert (
+        main(
+            [
+                "bench",
+                "run",
+                str(bench),
+                "--method",
+                "identity",
+                "--metrics",
+                "psnr,lpips,fid",
+                "-o",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "lpips: unavailable" in err and "backbone weights" in err and "fid: unavailable" in err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert set(summary["unavailable"]) == {"lpips", "fid"} and set(summary["metrics"]) == {"psnr"}
+
+
+def test_classical_denoising_beats_identity_when_told_sigma():
+    from spire_ir.degradations import degrade
+    from spire_ir.evaluation.baselines import classical, identity
+    from spire_ir.metrics import psnr
+    from spire_ir.seeding import make_generator
+
+    x = make_photo(128, 128, seed=3)
+    y, c_r, _ = degrade(x, "Denoise with sigma 0.08", make_generator(0))
+    y = y.mul(255).round().div(255)
+    gain = psnr(classical(y, "", c_r), x) - psnr(identity(y), x)
+    assert gain.item() > 2.0
+    blind_gain = psnr(classical(y, "", "Remove all degradation"), x) - psnr(y, x)
+    assert blind_gain.item() > 1.0  # estimated sigma
+    assert torch.equal(identity(y), y)
