@@ -245,3 +245,12 @@ def test_degrade_fills_missing_values_from_the_training_range(photo):
 def test_degrade_rejects_empty_prompt(photo):
     with pytest.raises(ValueError, match="names no degradation"):
         degrade(photo, "", make_generator(0))
+
+
+def test_fired_stages_always_change_the_image():
+    pipeline = ParameterizedDegradation()
+    generator = make_generator(9)
+    for _ in range(500):
+        for stage in pipeline.sample_params(generator):
+            assert not (stage.op.kind == "denoise" and stage.op.value == 0.0)
+            assert not (stage.op.kind == "upsample" and stage.op.value == 1.0)

@@ -13,7 +13,8 @@ JPEG        quality ~ U{30..92}      "Dejpeg with quality 61"
 
 Each applied stage is named in the prompt, with its parameter with p = 0.5 and as the bare type otherwise
 ("Deblur"). Parameters are rounded to the precision of the prompt text *before* they are applied, so the prompt
-and the record describe exactly what was done.
+and the record describe exactly what was done; a value that rounds to a no-op (noise σ 0.00, factor 1.0) is
+drawn again.
 
 When no stage fires (probability 1/16) the default policy ``empty="resample"`` redraws the four coin flips, so
 an identity pair with an empty prompt never reaches training; each stage then fires with probability 8/15.
@@ -121,8 +122,15 @@ class ParameterizedDegradation:
         return float(randint(generator, *c.jpeg_quality))
 
     def sample_value(self, kind: str, generator: torch.Generator) -> RestorationOp:
-        """A value for ``kind`` drawn from its training range, rounded to prompt precision."""
-        return RestorationOp(kind, self._draw_value(kind, generator))
+        """A value for ``kind`` drawn from its training range, rounded to prompt precision.
+
+        A value that rounds to a no-op (noise σ 0.00, factor 1.0) is drawn again, so a stage named in the prompt
+        always changes the image.
+        """
+        while True:
+            op = RestorationOp(kind, self._draw_value(kind, generator))
+            if not ((kind == "denoise" and op.value == 0.0) or (kind == "upsample" and op.value == 1.0)):
+                return op
 
     def sample_params(self, generator: torch.Generator) -> list[StageDraw]:
         """Draw which stages fire and their parameters (the empty draw is handled by ``config.empty``)."""

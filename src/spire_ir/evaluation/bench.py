@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -243,15 +244,21 @@ def run_bench(
     output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.csv").write_text(buffer.getvalue())
     save_json([{k: row.get(k) for k in columns} for row in rows], output / "metrics.json")
-    means = {}
+    means, counts = {}, {}
     for metric in scorers:
-        values = [row[metric.name] for row in rows if row.get(metric.name) is not None]
+        # identical images give PSNR = inf; means are over finite scores (the count is in "scored")
+        values = [
+            row[metric.name]
+            for row in rows
+            if row.get(metric.name) is not None and math.isfinite(row[metric.name])
+        ]
         means[metric.name] = sum(values) / len(values) if values else None
+        counts[metric.name] = len(values)
     summary = {
         "bench": str(bench), "setting": manifest["setting"], "items": len(rows), "method": method,
         "model": str(model) if model else None, "prompts": prompts_mode,
         "settings": {"steps": steps, "guidance": guidance, "seed": seed} if method == "spire" else {},
-        "metrics": {m.name: {**m.describe(), "mean": means[m.name]} for m in scorers},
+        "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
         "unavailable": unavailable, "versions": _versions(),
     }  # fmt: skip
     save_json(summary, output / "summary.json")
