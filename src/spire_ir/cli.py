@@ -379,6 +379,8 @@ def _train_command(kind: str):
             out = entry(config, argv=args.argv, resume=args.resume)
         except (FileNotFoundError, ValueError) as error:
             raise CommandError(str(error)) from error
+        except ImportError as error:
+            raise CommandError(f"{error}; training needs the train extra: pip install 'spire-ir[train]'") from error
         print(f"done: {out}")
         return 0
 
@@ -483,6 +485,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(result["markdown"])
     except (FileNotFoundError, ValueError) as error:
         raise CommandError(str(error)) from error
+    except ImportError as error:
+        raise CommandError(f"{error}; evaluation needs: pip install 'spire-ir[metrics,train]'") from error
     return 0
 
 
