@@ -380,7 +380,9 @@ def _train_command(kind: str):
         except (FileNotFoundError, ValueError) as error:
             raise CommandError(str(error)) from error
         except ImportError as error:
-            raise CommandError(f"{error}; training needs the train extra: pip install 'spire-ir[train]'") from error
+            raise CommandError(
+                f"{error}; training needs the train extra: pip install 'spire-ir[train]'"
+            ) from error
         print(f"done: {out}")
         return 0
 
@@ -653,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     p = bench_sub.add_parser("run", help="restore every item with a method and score it (resumable)")
     p.add_argument("bench", help="a bench folder")
-    p.add_argument("--method", required=True, help="identity, bicubic, classical or spire")
+    p.add_argument("--method", required=True, help="identity, bicubic, classical, realesrgan or spire")
     p.add_argument("--model", default=None, help="pipeline folder for --method spire")
     p.add_argument("--prompts", choices=("full", "semantic", "restoration", "none"), default="full")
     p.add_argument("--metrics", default="psnr,ssim,niqe", help="comma-separated metric names")

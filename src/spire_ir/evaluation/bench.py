@@ -195,10 +195,14 @@ def run_bench(
         if model is None:
             raise ValueError("--method spire needs --model PATH (a SPIRE pipeline folder)")
         restore = _spire_method(model, steps, guidance, seed)
+    elif method == "realesrgan":
+        from .realesrgan import RealESRGANRestorer
+
+        restore = RealESRGANRestorer(device="cuda" if torch.cuda.is_available() else "cpu")
     elif method in METHODS:
         restore = METHODS[method]
     else:
-        raise ValueError(f"unknown method {method!r}; choose spire, {', '.join(METHODS)}")
+        raise ValueError(f"unknown method {method!r}; choose spire, realesrgan, {', '.join(METHODS)}")
     scorers, unavailable = [], {}
     for name in metrics:
         try:
