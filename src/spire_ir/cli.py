@@ -630,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("metrics", help="full-reference metrics (PSNR, SSIM) between images or folders")
     p.add_argument("image", help="an image or a folder (restored)")
     p.add_argument("reference", help="an image or a folder with the same file names (clean)")
-    p.add_argument("--metrics", default="psnr,ssim", help="comma-separated: psnr, ssim, niqe")
+    p.add_argument("--metrics", default="psnr,ssim", help="comma-separated: psnr, ssim, niqe, brisque")
     p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before scoring")
     p.add_argument("--y-channel", action="store_true", help="score BT.601 luma instead of RGB")
     p.add_argument(

@@ -270,10 +270,67 @@ def niqe(
     return torch.tensor(scores, dtype=torch.float64)
 
 
+# ------------------------------------------------------------------------------------------------ BRISQUE
+
+BRISQUE_MODEL_DIRS = ("/usr/share/opencv4/quality", "/usr/share/opencv/quality")
+
+
+def _brisque_files() -> tuple[str, str]:
+    """OpenCV's BRISQUE model (LIVE-trained SVR) from Debian's ``opencv-data``."""
+    import os
+
+    for folder in (os.environ.get("SPIRE_BRISQUE_MODEL_DIR"), *BRISQUE_MODEL_DIRS):
+        if folder and os.path.isfile(os.path.join(folder, "brisque_model_live.yml")):
+            return os.path.join(folder, "brisque_model_live.yml"), os.path.join(
+                folder, "brisque_range_live.yml"
+            )
+    raise MetricUnavailable(
+        "brisque: needs OpenCV's BRISQUE model files brisque_model_live.yml and brisque_range_live.yml: "
+        "apt-get install opencv-data (or set SPIRE_BRISQUE_MODEL_DIR to their folder)"
+    )
+
+
+def _brisque_available() -> None:
+    try:
+        import cv2
+
+        cv2.quality.QualityBRISQUE_compute  # noqa: B018 - opencv-contrib only
+    except (ImportError, AttributeError) as error:
+        raise MetricUnavailable(
+            "brisque: needs OpenCV's contrib quality module: pip install opencv-contrib-python-headless"
+        ) from error
+    _brisque_files()
+
+
+def brisque(
+    image: torch.Tensor, reference: torch.Tensor | None = None, crop_border: int = 0, y_channel: bool = False
+) -> torch.Tensor:
+    """BRISQUE (lower is better), no reference, with OpenCV's LIVE-trained model on 8-bit images.
+
+    Args:
+        image: (B, 3, H, W) RGB in [0, 1].
+
+    Returns:
+        (B,) float64.
+    """
+    import cv2
+
+    _check(image, "image")
+    model, ranges = _brisque_files()
+    scores = []
+    for item in image:
+        if crop_border:
+            item = item[:, crop_border:-crop_border, crop_border:-crop_border]
+        bgr = item.flip(0).permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().cpu().numpy()
+        scores.append(float(cv2.quality.QualityBRISQUE_compute(bgr, model, ranges)[0]))
+    return torch.tensor(scores, dtype=torch.float64)
+
+
 _REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], bool, bool]] = {
     "psnr": (psnr, False, True),
     "ssim": (ssim, False, True),
     "niqe": (niqe, True, False),
+    "brisque": (brisque, True, False),
 }
 
 
@@ -296,6 +353,8 @@ def create_metric(name: str, crop_border: int = 0, y_channel: bool | None = None
     if name not in _REGISTRY:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(list_metrics())}")
     function, lower_better, full_reference = _REGISTRY[name]
+    if name == "brisque":
+        _brisque_available()
     if y_channel is None:
         y_channel = name == "niqe"
     conventions = {"crop_border": crop_border, "y_channel": y_channel}
