@@ -51,7 +51,7 @@ def test_registry_records_conventions():
     metric = create_metric("psnr", crop_border=4, y_channel=True)
     assert metric.describe() == {"name": "psnr", "lower_better": False, "full_reference": True, "input": "RGB [0, 1]",
                                  "data_range": 1.0, "crop_border": 4, "y_channel": True}  # fmt: skip
-    assert list_metrics() == ["brisque", "niqe", "psnr", "ssim"]
+    assert list_metrics() == ["brisque", "clip_i", "clip_t", "niqe", "psnr", "ssim"]
     with pytest.raises(ValueError, match="unknown metric 'sharpness'"):
         create_metric("sharpness")
     from spire_ir.metrics import MetricUnavailable
@@ -121,3 +121,48 @@ def test_niqe_needs_two_blocks():
 
     with pytest.raises(ValueError, match="at least two 96×96 blocks"):
         create_metric("niqe")(make_photo(120, 120))
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A randomly initialised tiny CLIP saved in transformers format: PLUMBING ONLY, the scores mean nothing."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from spire_ir.text import write_byte_bpe_tokenizer
+
+    path = tmp_path_factory.mktemp("clip")
+    tokenizer = write_byte_bpe_tokenizer(path)
+    vocab = len(tokenizer)
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                     "vocab_size": vocab, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1, "pad_token_id": vocab - 1},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_clip_metrics_plumbing_with_random_weights(tiny_clip):
+    from spire_ir.metrics import create_metric
+
+    x, cases = _cases()
+    clip_i = create_metric("clip_i", clip_model=tiny_clip)
+    assert clip_i(x, x).item() == pytest.approx(1.0, abs=1e-5)  # identical images: cosine 1
+    assert clip_i(cases["noise"], x).item() < 1.0
+    clip_t = create_metric("clip_t", clip_model=tiny_clip)
+    scores = clip_t(torch.cat([x, cases["dark"]]), captions=["a cat", "a dog"])
+    assert scores.shape == (2,) and torch.isfinite(scores).all() and (scores >= 0).all()
+    with pytest.raises(ValueError, match="pass captions"):
+        clip_t(x)
+
+
+def test_clip_metrics_without_a_model_are_unavailable(monkeypatch):
+    from spire_ir.metrics import MetricUnavailable, create_metric
+
+    monkeypatch.delenv("SPIRE_CLIP_MODEL", raising=False)
+    with pytest.raises(MetricUnavailable, match="--clip-model PATH or set SPIRE_CLIP_MODEL"):
+        create_metric("clip_t")

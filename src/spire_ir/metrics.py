@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,9 +38,7 @@ class MetricUnavailable(RuntimeError):
 NEEDS_WEIGHTS = {
     "lpips": "LPIPS needs the ImageNet AlexNet/VGG backbone weights (torchvision), which no package ships",
     "fid": "FID needs the Inception weights pt_inception-2015-12-05 (and is biased below 2,048 images)",
-    "clip_i": "CLIP-I needs CLIP image-encoder weights",
-    "clip_t": "CLIP-T needs CLIP image and text encoder weights",
-    "clipiqa": "CLIP-IQA needs CLIP weights",
+    "clipiqa": "CLIP-IQA needs CLIP weights and its learned prompts",
     "musiq": "MUSIQ needs its pretrained weights (pyiqa)",
     "maniqa": "MANIQA needs its pretrained weights (pyiqa)",
 }
@@ -128,10 +127,18 @@ class Metric:
     full_reference: bool
     conventions: dict = field(default_factory=dict)
 
-    def __call__(self, image: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores per image, (B,)."""
+    needs_caption: bool = False
+
+    def __call__(
+        self, image: torch.Tensor, reference: torch.Tensor | None = None, captions: list[str] | None = None
+    ) -> torch.Tensor:
+        """Scores per image, (B,). ``captions`` (one per image) for text-referenced metrics (CLIP-T)."""
         if self.full_reference and reference is None:
             raise ValueError(f"{self.name} is a full-reference metric: pass the reference image")
+        if self.needs_caption:
+            if captions is None:
+                raise ValueError(f"{self.name} compares images with captions: pass captions=[...]")
+            return self.function(image, captions=captions, **self.conventions)
         return self.function(image, reference, **self.conventions)
 
     def describe(self) -> dict:
@@ -270,6 +277,70 @@ def niqe(
     return torch.tensor(scores, dtype=torch.float64)
 
 
+# ------------------------------------------------------------------------------------------------ CLIP
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _clip_model_path(clip_model: str | None) -> str:
+    import os
+
+    path = clip_model or os.environ.get("SPIRE_CLIP_MODEL")
+    if not path or not os.path.isdir(path):
+        raise MetricUnavailable(
+            "clip: needs a local CLIP model folder in transformers format (config.json, weights, tokenizer files), "
+            "e.g. openai/clip-vit-large-patch14 saved elsewhere: pass --clip-model PATH or set SPIRE_CLIP_MODEL"
+        )
+    return path
+
+
+@lru_cache(maxsize=2)
+def _load_clip(path: str):
+    from transformers import AutoTokenizer, CLIPModel
+
+    model = CLIPModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
+    return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def _clip_image_embeds(model, image: torch.Tensor) -> torch.Tensor:
+    size = model.config.vision_config.image_size
+    height, width = image.shape[-2:]
+    scale = size / min(height, width)
+    resized = F.interpolate(image.float(), size=(max(size, round(height * scale)), max(size, round(width * scale))),
+                            mode="bicubic", antialias=True, align_corners=False)  # fmt: skip
+    top, left = (resized.shape[-2] - size) // 2, (resized.shape[-1] - size) // 2
+    crop = resized[..., top : top + size, left : left + size].clamp(0, 1)
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    embeds = model.get_image_features(pixel_values=(crop - mean) / std)
+    embeds = getattr(embeds, "pooler_output", embeds)
+    return F.normalize(embeds.float(), dim=-1)
+
+
+def clip_i(
+    image: torch.Tensor, reference: torch.Tensor, clip_model: str | None = None, **_: Any
+) -> torch.Tensor:
+    """CLIP-I: cosine similarity of CLIP image embeddings of output and reference, (B,) in [-1, 1]."""
+    _check(image, "image")
+    _check(reference, "reference")
+    model, _tok = _load_clip(_clip_model_path(clip_model))
+    with torch.no_grad():
+        return (_clip_image_embeds(model, image) * _clip_image_embeds(model, reference)).sum(-1).double()
+
+
+def clip_t(image: torch.Tensor, captions: list[str], clip_model: str | None = None, **_: Any) -> torch.Tensor:
+    """CLIP-T: 100 × cosine similarity of the image and caption embeddings (torchmetrics' CLIP score), (B,)."""
+    _check(image, "image")
+    model, tokenizer = _load_clip(_clip_model_path(clip_model))
+    with torch.no_grad():
+        tokens = tokenizer(list(captions), padding=True, truncation=True, return_tensors="pt")
+        text = model.get_text_features(**tokens)
+        text = F.normalize(getattr(text, "pooler_output", text).float(), dim=-1)
+        return (100 * (_clip_image_embeds(model, image) * text).sum(-1)).clamp(min=0).double()
+
+
 # ------------------------------------------------------------------------------------------------ BRISQUE
 
 BRISQUE_MODEL_DIRS = ("/usr/share/opencv4/quality", "/usr/share/opencv/quality")
@@ -331,6 +402,8 @@ _REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], bool, bool]] = {
     "ssim": (ssim, False, True),
     "niqe": (niqe, True, False),
     "brisque": (brisque, True, False),
+    "clip_i": (clip_i, False, True),
+    "clip_t": (clip_t, False, False),
 }
 
 
@@ -339,7 +412,9 @@ def list_metrics() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_metric(name: str, crop_border: int = 0, y_channel: bool | None = None) -> Metric:
+def create_metric(
+    name: str, crop_border: int = 0, y_channel: bool | None = None, clip_model: str | None = None
+) -> Metric:
     """A metric by name with explicit conventions, e.g. ``create_metric("psnr", crop_border=4, y_channel=True)``.
 
     ``y_channel=None`` takes the metric's usual convention: RGB for PSNR/SSIM, luma for NIQE.
@@ -355,6 +430,11 @@ def create_metric(name: str, crop_border: int = 0, y_channel: bool | None = None
     function, lower_better, full_reference = _REGISTRY[name]
     if name == "brisque":
         _brisque_available()
+    if name in ("clip_i", "clip_t"):
+        path = _clip_model_path(clip_model)
+        return Metric(
+            name, function, lower_better, full_reference, {"clip_model": path}, needs_caption=name == "clip_t"
+        )
     if y_channel is None:
         y_channel = name == "niqe"
     conventions = {"crop_border": crop_border, "y_channel": y_channel}

@@ -174,6 +174,7 @@ def run_bench(
     guidance: float = 4.0,
     seed: int = 0,
     crop_border: int = 0,
+    clip_model: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Restore every bench item with ``method``, score it, write per-item results and the summary (resumable).
@@ -206,7 +207,7 @@ def run_bench(
     scorers, unavailable = [], {}
     for name in metrics:
         try:
-            scorers.append(create_metric(name, crop_border=crop_border))
+            scorers.append(create_metric(name, crop_border=crop_border, clip_model=clip_model))
         except MetricUnavailable as error:
             unavailable[name] = str(error)
             logger.warning("%s", error)
@@ -227,8 +228,12 @@ def run_bench(
         scores: dict[str, float | None] = {}
         for metric in scorers:
             try:
-                scores[metric.name] = float(metric(restored, x if metric.full_reference else None)[0])
-            except ValueError as error:  # e.g. NIQE on images under 96 px
+                if metric.needs_caption and not item["c_s"]:
+                    raise ValueError(f"{metric.name}: the item has no caption")
+                reference = x if metric.full_reference else None
+                captions = [item["c_s"]] if metric.needs_caption else None
+                scores[metric.name] = float(metric(restored, reference, captions=captions)[0])
+            except ValueError as error:  # e.g. NIQE on images under 96 px, CLIP-T without a caption
                 scores[metric.name] = None
                 unavailable.setdefault(metric.name, str(error))
             if scores[metric.name] is not None:
