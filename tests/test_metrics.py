@@ -166,3 +166,33 @@ def test_clip_metrics_without_a_model_are_unavailable(monkeypatch):
     monkeypatch.delenv("SPIRE_CLIP_MODEL", raising=False)
     with pytest.raises(MetricUnavailable, match="--clip-model PATH or set SPIRE_CLIP_MODEL"):
         create_metric("clip_t")
+
+
+def test_frechet_distance_closed_form():
+    from spire_ir.metrics import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=g)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shifted = a + torch.tensor([1.0, 2.0, 0.0])  # same covariance, means 1, 2, 0 apart: distance 1 + 4
+    assert frechet_distance(a, shifted) == pytest.approx(5.0, abs=1e-6)
+    scaled = a * 2  # covariance 4I against I: tr(I + 4I - 2·2I) = 3
+    assert frechet_distance(a, scaled) == pytest.approx(3.0, rel=0.05)
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(a, a[:, :2])
+
+
+def test_set_level_fd_clip_in_a_bench_run(tiny_clip, tmp_path, capsys):
+    """Plumbing with a random tiny CLIP: the set-level path runs and warns about the small set."""
+    from spire_ir.cli import main
+    from spire_ir.image_utils import save_image
+
+    for i in range(3):
+        save_image(make_photo(64, 64, seed=i), tmp_path / "photos" / f"p{i}.png")
+    assert main(["bench", "build", "--images", str(tmp_path / "photos"), "--n", "3", "--size", "64", "-o", str(tmp_path / "b")]) == 0
+    args = ["bench", "run", str(tmp_path / "b"), "--method", "identity", "--metrics", "psnr,fd_clip,clip_i"]
+    assert main([*args, "--clip-model", tiny_clip, "-o", str(tmp_path / "r")]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["set_metrics"]["fd_clip"]["value"] >= 0 and summary["set_metrics"]["fd_clip"]["images"] == 3
+    assert "biased on small sets" in summary["warnings"][0]
+    assert "clip_i" in summary["metrics"]

@@ -478,7 +478,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     f"{k} {v['mean']:.4f}" for k, v in summary["metrics"].items() if v["mean"] is not None
                 )
                 print(f"{args.method} on {summary['items']} items: {means}")
-                for line in summary["unavailable"].values():
+                for name, score in summary["set_metrics"].items():
+                    print(f"{name} (over the set): {score['value']:.4f}")
+                for line in [*summary["unavailable"].values(), *summary["warnings"]]:
                     print(f"spire: {line}", file=sys.stderr)
         else:
             from .evaluation.report import write_report

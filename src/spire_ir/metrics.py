@@ -341,6 +341,49 @@ def clip_t(image: torch.Tensor, captions: list[str], clip_model: str | None = No
         return (100 * (_clip_image_embeds(model, image) * text).sum(-1)).clamp(min=0).double()
 
 
+def clip_image_features(
+    images: torch.Tensor, clip_model: str | None = None, batch_size: int = 16
+) -> torch.Tensor:
+    """Normalised CLIP image embeddings, (N, D), for set-level metrics (``fd_clip``)."""
+    _check(images, "images")
+    model, _tok = _load_clip(_clip_model_path(clip_model))
+    with torch.no_grad():
+        return torch.cat(
+            [_clip_image_embeds(model, images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        )
+
+
+def frechet_distance(features_a: torch.Tensor | np.ndarray, features_b: torch.Tensor | np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (the FID formula), (N, D) and (M, D).
+
+    ||μa − μb||² + tr(Σa + Σb − 2 (Σa Σb)^½); the matrix square root's tiny imaginary part is dropped.
+    """
+    from scipy import linalg
+
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"feature sets must be (N, D) and (M, D) with the same D, got {a.shape} and {b.shape}"
+        )
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("a Fréchet distance needs at least two feature vectors per set")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(root).all():  # singular product: regularise as pytorch-fid does
+        offset = np.eye(len(cov_a)) * 1e-6
+        root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root.real))
+
+
+# Set-level metrics, computed by `spire bench run` over the merged set (not per image).
+SET_METRICS = {
+    "fd_clip": "Fréchet distance between CLIP image embeddings of the outputs and the clean images"
+}
+FID_MIN_IMAGES = 2048
+
+
 # ------------------------------------------------------------------------------------------------ BRISQUE
 
 BRISQUE_MODEL_DIRS = ("/usr/share/opencv4/quality", "/usr/share/opencv/quality")

@@ -163,6 +163,30 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _set_metrics(names, bench: Path, output: Path, manifest: dict, clip_model, unavailable: dict):
+    """Metrics over the whole (merged) set: ``fd_clip``. Returns (scores, warnings)."""
+    from ..metrics import FID_MIN_IMAGES, MetricUnavailable, clip_image_features, frechet_distance
+
+    scores, warnings_ = {}, []
+    for name in names:
+        try:
+            restored = torch.cat(
+                [load_image(output / "images" / f"{i['id']}.png").tensor for i in manifest["items"]]
+            )
+            clean = torch.cat([load_image(bench / i["x"]).tensor for i in manifest["items"]])
+            scores[name] = {
+                "value": frechet_distance(clip_image_features(restored, clip_model), clip_image_features(clean, clip_model)),
+                "lower_better": True, "images": len(manifest["items"]), "features": "CLIP image embeddings",
+            }  # fmt: skip
+            if len(manifest["items"]) < FID_MIN_IMAGES:
+                warnings_.append(
+                    f"{name}: {len(manifest['items'])} images < {FID_MIN_IMAGES}; Fréchet distances are biased on small sets"
+                )
+        except (MetricUnavailable, ValueError) as error:
+            unavailable[name] = str(error)
+    return scores, warnings_
+
+
 def run_bench(
     bench: str | Path,
     method: str,
@@ -204,8 +228,13 @@ def run_bench(
         restore = METHODS[method]
     else:
         raise ValueError(f"unknown method {method!r}; choose spire, realesrgan, {', '.join(METHODS)}")
+    from ..metrics import SET_METRICS
+
     scorers, unavailable = [], {}
+    set_metrics = [name for name in metrics if name in SET_METRICS]
     for name in metrics:
+        if name in SET_METRICS:
+            continue
         try:
             scorers.append(create_metric(name, crop_border=crop_border, clip_model=clip_model))
         except MetricUnavailable as error:
@@ -263,12 +292,13 @@ def run_bench(
         ]
         means[metric.name] = sum(values) / len(values) if values else None
         counts[metric.name] = len(values)
+    set_scores, warnings_ = _set_metrics(set_metrics, bench, output, manifest, clip_model, unavailable)
     summary = {
         "bench": str(bench), "setting": manifest["setting"], "items": len(rows), "method": method,
         "model": str(model) if model else None, "prompts": prompts_mode,
         "settings": {"steps": steps, "guidance": guidance, "seed": seed} if method == "spire" else {},
         "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
-        "unavailable": unavailable, "versions": _versions(),
+        "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": _versions(),
     }  # fmt: skip
     save_json(summary, output / "summary.json")
     return summary
