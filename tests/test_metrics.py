@@ -51,7 +51,7 @@ def test_registry_records_conventions():
     metric = create_metric("psnr", crop_border=4, y_channel=True)
     assert metric.describe() == {"name": "psnr", "lower_better": False, "full_reference": True, "input": "RGB [0, 1]",
                                  "data_range": 1.0, "crop_border": 4, "y_channel": True}  # fmt: skip
-    assert list_metrics() == ["brisque", "clip_i", "clip_t", "niqe", "psnr", "ssim"]
+    assert list_metrics() == ["brisque", "clip_i", "clip_t", "clipiqa", "lpips", "niqe", "psnr", "ssim"]
     with pytest.raises(ValueError, match="unknown metric 'sharpness'"):
         create_metric("sharpness")
     from spire_ir.metrics import MetricUnavailable
@@ -158,6 +158,8 @@ def test_clip_metrics_plumbing_with_random_weights(tiny_clip):
     assert scores.shape == (2,) and torch.isfinite(scores).all() and (scores >= 0).all()
     with pytest.raises(ValueError, match="pass captions"):
         clip_t(x)
+    quality = create_metric("clipiqa", clip_model=tiny_clip)(torch.cat([x, cases["noise"]]))
+    assert quality.shape == (2,) and ((quality >= 0) & (quality <= 1)).all()
 
 
 def test_clip_metrics_without_a_model_are_unavailable(monkeypatch):
@@ -189,10 +191,45 @@ def test_set_level_fd_clip_in_a_bench_run(tiny_clip, tmp_path, capsys):
 
     for i in range(3):
         save_image(make_photo(64, 64, seed=i), tmp_path / "photos" / f"p{i}.png")
-    assert main(["bench", "build", "--images", str(tmp_path / "photos"), "--n", "3", "--size", "64", "-o", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "build",
+                "--images",
+                str(tmp_path / "photos"),
+                "--n",
+                "3",
+                "--size",
+                "64",
+                "-o",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     args = ["bench", "run", str(tmp_path / "b"), "--method", "identity", "--metrics", "psnr,fd_clip,clip_i"]
     assert main([*args, "--clip-model", tiny_clip, "-o", str(tmp_path / "r")]) == 0
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["set_metrics"]["fd_clip"]["value"] >= 0 and summary["set_metrics"]["fd_clip"]["images"] == 3
+    assert (
+        summary["set_metrics"]["fd_clip"]["value"] >= 0 and summary["set_metrics"]["fd_clip"]["images"] == 3
+    )
     assert "biased on small sets" in summary["warnings"][0]
     assert "clip_i" in summary["metrics"]
+
+
+def test_lpips_plumbing_with_a_random_backbone(tmp_path, monkeypatch):
+    """PLUMBING ONLY: a random AlexNet trunk with the real shipped LPIPS heads; the values mean nothing."""
+    from safetensors.torch import save_file
+
+    from spire_ir.metrics import MetricUnavailable, _AlexFeatures, create_metric
+
+    monkeypatch.delenv("SPIRE_LPIPS_BACKBONE", raising=False)
+    with pytest.raises(MetricUnavailable, match=r"scripts/convert_weights\.py alexnet"):
+        create_metric("lpips")
+    torch.manual_seed(0)
+    save_file(_AlexFeatures().state_dict(), str(tmp_path / "alex.safetensors"))
+    metric = create_metric("lpips", lpips_backbone=str(tmp_path / "alex.safetensors"))
+    x, cases = _cases()
+    assert metric.lower_better and metric(x, x).item() == pytest.approx(0.0, abs=1e-7)
+    assert metric(cases["noise"], x).item() > 0

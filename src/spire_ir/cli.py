@@ -471,7 +471,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             summary = run_bench(
                 args.bench, args.method, args.output, model=args.model, prompts_mode=args.prompts,
                 metrics=tuple(args.metrics.split(",")), steps=args.steps, guidance=args.guidance, seed=args.seed,
-                crop_border=args.crop_border, clip_model=args.clip_model,
+                crop_border=args.crop_border, clip_model=args.clip_model, lpips_backbone=args.lpips_backbone,
             )  # fmt: skip
             if summary:
                 means = ", ".join(
@@ -663,7 +663,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="psnr,ssim,niqe", help="comma-separated metric names")
     p.add_argument("--crop-border", type=int, default=0)
     p.add_argument(
-        "--clip-model", default=None, help="local CLIP model folder for clip_i / clip_t (or SPIRE_CLIP_MODEL)"
+        "--clip-model",
+        default=None,
+        help="local CLIP folder for clip_i, clip_t, clipiqa, fd_clip (or SPIRE_CLIP_MODEL)",
+    )
+    p.add_argument(
+        "--lpips-backbone",
+        default=None,
+        help="AlexNet features as safetensors for lpips (or SPIRE_LPIPS_BACKBONE)",
     )
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)

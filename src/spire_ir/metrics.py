@@ -36,9 +36,7 @@ class MetricUnavailable(RuntimeError):
 # Learned metrics of the paper's tables. None of their weights ships in any package, and this version does not
 # compute them yet; asking for one gives this line instead of a silent skip or a random-weight number.
 NEEDS_WEIGHTS = {
-    "lpips": "LPIPS needs the ImageNet AlexNet/VGG backbone weights (torchvision), which no package ships",
     "fid": "FID needs the Inception weights pt_inception-2015-12-05 (and is biased below 2,048 images)",
-    "clipiqa": "CLIP-IQA needs CLIP weights and its learned prompts",
     "musiq": "MUSIQ needs its pretrained weights (pyiqa)",
     "maniqa": "MANIQA needs its pretrained weights (pyiqa)",
 }
@@ -341,6 +339,104 @@ def clip_t(image: torch.Tensor, captions: list[str], clip_model: str | None = No
         return (100 * (_clip_image_embeds(model, image) * text).sum(-1)).clamp(min=0).double()
 
 
+# ------------------------------------------------------------------------------------------------ LPIPS
+
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+
+
+class _AlexFeatures(torch.nn.Module):
+    """AlexNet's convolutional trunk in torchvision's layout (``features.{0,3,6,8,10}``), returning the 5 ReLU maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.ModuleDict({
+            "0": torch.nn.Conv2d(3, 64, 11, stride=4, padding=2),
+            "3": torch.nn.Conv2d(64, 192, 5, padding=2),
+            "6": torch.nn.Conv2d(192, 384, 3, padding=1),
+            "8": torch.nn.Conv2d(384, 256, 3, padding=1),
+            "10": torch.nn.Conv2d(256, 256, 3, padding=1),
+        })  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f = self.features
+        r1 = F.relu(f["0"](x))
+        r2 = F.relu(f["3"](F.max_pool2d(r1, 3, 2)))
+        r3 = F.relu(f["6"](F.max_pool2d(r2, 3, 2)))
+        r4 = F.relu(f["8"](r3))
+        return [r1, r2, r3, r4, F.relu(f["10"](r4))]
+
+
+def _lpips_backbone_path(backbone: str | None) -> str:
+    import os
+
+    path = backbone or os.environ.get("SPIRE_LPIPS_BACKBONE")
+    if not path or not os.path.isfile(path):
+        raise MetricUnavailable(
+            "lpips: needs torchvision's ImageNet AlexNet weights as safetensors (no package ships them): convert "
+            "alexnet-owt-7be5be79.pth with scripts/convert_weights.py alexnet and pass --lpips-backbone FILE or set "
+            "SPIRE_LPIPS_BACKBONE"
+        )
+    return path
+
+
+@lru_cache(maxsize=2)
+def _load_lpips(path: str) -> tuple[_AlexFeatures, list[torch.Tensor]]:
+    from importlib.resources import files
+
+    from safetensors.torch import load_file
+
+    net = _AlexFeatures()
+    net.load_state_dict(load_file(path), strict=True)  # torchvision's "features.N.weight/bias" names
+    heads = load_file(str(files("spire_ir") / "assets" / "lpips_alex_v0.1_heads.safetensors"))
+    return net.eval().requires_grad_(False), [heads[f"lin{i}.model.1.weight"] for i in range(5)]
+
+
+def lpips(
+    image: torch.Tensor, reference: torch.Tensor, backbone: str | None = None, **_: Any
+) -> torch.Tensor:
+    """LPIPS v0.1 with AlexNet (Zhang et al. 2018), lower is better, (B,).
+
+    Inputs are mapped to [-1, 1] and normalised with LPIPS's shift/scale; each of the 5 ReLU maps is unit-normalised
+    over channels, the squared difference is weighted by the shipped linear heads, averaged over space, summed.
+    """
+    _check(image, "image")
+    _check(reference, "reference")
+    net, heads = _load_lpips(_lpips_backbone_path(backbone))
+    shift = torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1)
+    scale = torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1)
+    with torch.no_grad():
+        a = net((image.float() * 2 - 1 - shift) / scale)
+        b = net((reference.float() * 2 - 1 - shift) / scale)
+        total = torch.zeros(image.shape[0])
+        for fa, fb, head in zip(a, b, heads, strict=True):
+            fa = fa / (fa.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            fb = fb / (fb.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            total += F.conv2d((fa - fb) ** 2, head).mean(dim=(1, 2, 3))
+    return total.double()
+
+
+CLIPIQA_PROMPTS = ("Good photo.", "Bad photo.")
+
+
+def clipiqa(
+    image: torch.Tensor, reference: torch.Tensor | None = None, clip_model: str | None = None, **_: Any
+) -> torch.Tensor:
+    """CLIP-IQA (Wang et al. 2023), zero-shot form: softmax over the antonym prompts "Good photo." / "Bad photo."
+    of 100 × cosine similarity; the score is the probability of "good", (B,) in [0, 1] (higher is better).
+
+    The paper's CLIP-IQA+ (learned prompts) needs its fine-tuned prompt weights and is not reproduced.
+    """
+    _check(image, "image")
+    model, tokenizer = _load_clip(_clip_model_path(clip_model))
+    with torch.no_grad():
+        tokens = tokenizer(list(CLIPIQA_PROMPTS), padding=True, return_tensors="pt")
+        text = model.get_text_features(**tokens)
+        text = F.normalize(getattr(text, "pooler_output", text).float(), dim=-1)
+        logits = 100 * _clip_image_embeds(model, image) @ text.T
+        return logits.softmax(dim=-1)[:, 0].double()
+
+
 def clip_image_features(
     images: torch.Tensor, clip_model: str | None = None, batch_size: int = 16
 ) -> torch.Tensor:
@@ -447,6 +543,8 @@ _REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], bool, bool]] = {
     "brisque": (brisque, True, False),
     "clip_i": (clip_i, False, True),
     "clip_t": (clip_t, False, False),
+    "clipiqa": (clipiqa, False, False),
+    "lpips": (lpips, True, True),
 }
 
 
@@ -456,7 +554,11 @@ def list_metrics() -> list[str]:
 
 
 def create_metric(
-    name: str, crop_border: int = 0, y_channel: bool | None = None, clip_model: str | None = None
+    name: str,
+    crop_border: int = 0,
+    y_channel: bool | None = None,
+    clip_model: str | None = None,
+    lpips_backbone: str | None = None,
 ) -> Metric:
     """A metric by name with explicit conventions, e.g. ``create_metric("psnr", crop_border=4, y_channel=True)``.
 
@@ -473,7 +575,11 @@ def create_metric(
     function, lower_better, full_reference = _REGISTRY[name]
     if name == "brisque":
         _brisque_available()
-    if name in ("clip_i", "clip_t"):
+    if name == "lpips":
+        return Metric(
+            name, function, lower_better, full_reference, {"backbone": _lpips_backbone_path(lpips_backbone)}
+        )
+    if name in ("clip_i", "clip_t", "clipiqa"):
         path = _clip_model_path(clip_model)
         return Metric(
             name, function, lower_better, full_reference, {"clip_model": path}, needs_caption=name == "clip_t"

@@ -199,6 +199,7 @@ def run_bench(
     seed: int = 0,
     crop_border: int = 0,
     clip_model: str | None = None,
+    lpips_backbone: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Restore every bench item with ``method``, score it, write per-item results and the summary (resumable).
@@ -236,7 +237,11 @@ def run_bench(
         if name in SET_METRICS:
             continue
         try:
-            scorers.append(create_metric(name, crop_border=crop_border, clip_model=clip_model))
+            scorers.append(
+                create_metric(
+                    name, crop_border=crop_border, clip_model=clip_model, lpips_backbone=lpips_backbone
+                )
+            )
         except MetricUnavailable as error:
             unavailable[name] = str(error)
             logger.warning("%s", error)
