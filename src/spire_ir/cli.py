@@ -3,6 +3,10 @@
     spire degrade INPUT -o OUTPUT [--prompt TEXT | --random {parameterized,realesrgan,mixed}] [--seed N]
     spire restore INPUT -o OUTDIR [-p SEMANTIC] [-r RESTORATION] [--model PATH] ...
     spire walk INPUT -r "Denoise with sigma {}" --values 0.02,0.06 -o grid.png
+    spire train | train-vae | train-base CONFIG.yaml [--resume latest] [--set key=value ...]
+    spire bench build | run | report ...
+    spire metrics RESTORED CLEAN [--metrics psnr,ssim,niqe]
+    spire web [--model PATH]
     spire new-model --preset tiny -o DIR
     spire env
 
@@ -685,8 +689,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("env", help="print versions and devices (paste this into bug reports)")
     p.set_defaults(func=cmd_env)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
     return parser
 
 
@@ -713,10 +715,6 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
         "--precision", choices=("fp32", "fp16", "bf16"), default=None, help="default fp16 on CUDA, else fp32"
     )
     p.add_argument("--progress", action="store_true", help="show a progress bar per image")
-
-
-# Subcommands defined in other modules register themselves here (kept explicit: no scanning).
-_EXTRA_COMMANDS: list = []
 
 
 def _quiet_libraries() -> None:
