@@ -282,16 +282,22 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def _clip_model_path(clip_model: str | None) -> str:
+def _local_path(value: str | None, env: str, folder: bool, message: str) -> str:
+    """``value``, else the environment variable ``env``; MetricUnavailable(message) when it does not exist."""
     import os
 
-    path = clip_model or os.environ.get("SPIRE_CLIP_MODEL")
-    if not path or not os.path.isdir(path):
-        raise MetricUnavailable(
-            "clip: needs a local CLIP model folder in transformers format (config.json, weights, tokenizer files), "
-            "e.g. openai/clip-vit-large-patch14 saved elsewhere: pass --clip-model PATH or set SPIRE_CLIP_MODEL"
-        )
+    path = value or os.environ.get(env)
+    if not path or not (os.path.isdir(path) if folder else os.path.isfile(path)):
+        raise MetricUnavailable(message)
     return path
+
+
+def _clip_model_path(clip_model: str | None) -> str:
+    return _local_path(
+        clip_model, "SPIRE_CLIP_MODEL", folder=True,
+        message="clip: needs a local CLIP model folder in transformers format (config.json, weights, tokenizer "
+        "files), e.g. openai/clip-vit-large-patch14 saved elsewhere: pass --clip-model PATH or set SPIRE_CLIP_MODEL",
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=2)
@@ -317,6 +323,12 @@ def _clip_image_embeds(model, image: torch.Tensor) -> torch.Tensor:
     return F.normalize(embeds.float(), dim=-1)
 
 
+def _clip_text_embeds(model, tokenizer, texts: list[str] | tuple[str, ...]) -> torch.Tensor:
+    tokens = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+    text = model.get_text_features(**tokens)
+    return F.normalize(getattr(text, "pooler_output", text).float(), dim=-1)
+
+
 def clip_i(
     image: torch.Tensor, reference: torch.Tensor, clip_model: str | None = None, **_: Any
 ) -> torch.Tensor:
@@ -333,9 +345,7 @@ def clip_t(image: torch.Tensor, captions: list[str], clip_model: str | None = No
     _check(image, "image")
     model, tokenizer = _load_clip(_clip_model_path(clip_model))
     with torch.no_grad():
-        tokens = tokenizer(list(captions), padding=True, truncation=True, return_tensors="pt")
-        text = model.get_text_features(**tokens)
-        text = F.normalize(getattr(text, "pooler_output", text).float(), dim=-1)
+        text = _clip_text_embeds(model, tokenizer, captions)
         return (100 * (_clip_image_embeds(model, image) * text).sum(-1)).clamp(min=0).double()
 
 
@@ -368,16 +378,12 @@ class _AlexFeatures(torch.nn.Module):
 
 
 def _lpips_backbone_path(backbone: str | None) -> str:
-    import os
-
-    path = backbone or os.environ.get("SPIRE_LPIPS_BACKBONE")
-    if not path or not os.path.isfile(path):
-        raise MetricUnavailable(
-            "lpips: needs torchvision's ImageNet AlexNet weights as safetensors (no package ships them): convert "
-            "alexnet-owt-7be5be79.pth with scripts/convert_weights.py alexnet and pass --lpips-backbone FILE or set "
-            "SPIRE_LPIPS_BACKBONE"
-        )
-    return path
+    return _local_path(
+        backbone, "SPIRE_LPIPS_BACKBONE", folder=False,
+        message="lpips: needs torchvision's ImageNet AlexNet weights as safetensors (no package ships them): convert "
+        "alexnet-owt-7be5be79.pth with scripts/convert_weights.py alexnet and pass --lpips-backbone FILE or set "
+        "SPIRE_LPIPS_BACKBONE",
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=2)
@@ -430,9 +436,7 @@ def clipiqa(
     _check(image, "image")
     model, tokenizer = _load_clip(_clip_model_path(clip_model))
     with torch.no_grad():
-        tokens = tokenizer(list(CLIPIQA_PROMPTS), padding=True, return_tensors="pt")
-        text = model.get_text_features(**tokens)
-        text = F.normalize(getattr(text, "pooler_output", text).float(), dim=-1)
+        text = _clip_text_embeds(model, tokenizer, CLIPIQA_PROMPTS)
         logits = 100 * _clip_image_embeds(model, image) @ text.T
         return logits.softmax(dim=-1)[:, 0].double()
 
