@@ -18,6 +18,7 @@ _LAZY = {
     "SpirePipeline": "spire_ir.pipeline",
     "SpirePipelineOutput": "spire_ir.pipeline",
     "SpireAdaptor": "spire_ir.models.adaptor",
+    "SpireAutoencoderKL": "spire_ir.models.autoencoder",
     "DegradationMixer": "spire_ir.degradations",
     "ParameterizedDegradation": "spire_ir.degradations",
     "RealESRGANDegradation": "spire_ir.degradations",

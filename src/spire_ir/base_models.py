@@ -16,7 +16,7 @@ __all__ = ["load_base_components", "shipped_config_dir"]
 
 BASE_COMPONENTS = {
     "unet": "UNet2DConditionModel weights + config.json",
-    "vae": "AutoencoderKL weights + config.json",
+    "vae": "AutoencoderKL (or SpireAutoencoderKL) weights + config.json",
     "text_encoder": "a transformers text encoder (config.json + weights)",
     "tokenizer": "its tokenizer files (e.g. vocab.json + merges.txt for CLIP)",
     "scheduler": "scheduler_config.json",
@@ -45,8 +45,10 @@ def _scheduler(config: dict, prediction_type: str | None):
 
 
 def _from_folder(base: Path, prediction_type: str | None, torch_dtype: torch.dtype | None) -> dict[str, Any]:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import AutoModel, AutoTokenizer
+
+    from .models.autoencoder import load_vae
 
     missing = [f"{name}/ ({what})" for name, what in BASE_COMPONENTS.items() if not (base / name).is_dir()]
     if missing:
@@ -58,7 +60,7 @@ def _from_folder(base: Path, prediction_type: str | None, torch_dtype: torch.dty
 
     return {
         "unet": UNet2DConditionModel.from_pretrained(base / "unet", **kwargs),
-        "vae": AutoencoderKL.from_pretrained(base / "vae", **kwargs),
+        "vae": load_vae(base / "vae", **kwargs),
         "text_encoder": AutoModel.from_pretrained(base / "text_encoder", **kwargs),
         "tokenizer": AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True),
         "scheduler": _scheduler(DDIMScheduler.load_config(base / "scheduler"), prediction_type),

@@ -27,6 +27,10 @@ class VaeConfig:
     layers_per_block: int = 1
     latent_channels: int = 4
     norm_num_groups: int = 8
+    mid_attention: bool = True  # False drops the mid-block self-attention (O(N²) memory at large sizes)
+    # SpireAutoencoderKL: a linear space-to-channel shortcut, started from the whitened PCA of training patches
+    shortcut: bool = False
+    pca_images: int = 256  # training crops whose patches give the PCA (shortcut only)
     init: str | None = None  # continue from a saved vae folder
     recon: Literal["l1", "mse"] = "l1"
     kl_weight: float = 1e-4
@@ -47,9 +51,22 @@ class VaeTrainConfig(LoopConfig):
 def build_vae(config: VaeConfig):
     from diffusers import AutoencoderKL
 
+    from ..models.autoencoder import SpireAutoencoderKL, load_vae
+
     if config.init:
-        return AutoencoderKL.from_pretrained(config.init, local_files_only=True)
+        return load_vae(config.init)
     levels = len(config.block_out_channels)
+    if config.shortcut:
+        return SpireAutoencoderKL(
+            block_out_channels=tuple(config.block_out_channels),
+            down_block_types=("DownEncoderBlock2D",) * levels,
+            up_block_types=("UpDecoderBlock2D",) * levels,
+            layers_per_block=config.layers_per_block,
+            latent_channels=config.latent_channels,
+            norm_num_groups=config.norm_num_groups,
+            scaling_factor=config.scaling_factor,
+            mid_block_add_attention=config.mid_attention,
+        )
     return AutoencoderKL(
         block_out_channels=tuple(config.block_out_channels),
         down_block_types=("DownEncoderBlock2D",) * levels,
@@ -58,6 +75,7 @@ def build_vae(config: VaeConfig):
         latent_channels=config.latent_channels,
         norm_num_groups=config.norm_num_groups,
         scaling_factor=config.scaling_factor,
+        mid_block_add_attention=config.mid_attention,
     )
 
 
@@ -74,12 +92,30 @@ def vae_loss(vae, batch: dict, generator: torch.Generator, config: VaeConfig) ->
     return error(recon.float(), x.float()) + config.kl_weight * kl.float()
 
 
+def _pca_images(data: DataConfig, count: int) -> torch.Tensor:
+    """``count`` training crops spread evenly over the dataset (epoch 0's draws), (count, 3, R, R) in [0, 1]."""
+    from ..data import SpireDataset, coco_items, folders_items
+
+    if data.source == "webdataset":
+        raise ValueError("model.shortcut: the PCA start needs a folder, coco or scenes source")
+    items = {
+        "folder": lambda: folders_items(data.path, data.repeats),
+        "coco": lambda: coco_items(data.path, data.captions),
+    }
+    dataset = SpireDataset(items[data.source]() if data.source in items else None, data)
+    picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().long().unique()
+    samples = [dataset[(0, int(i))] for i in picks]
+    return torch.stack([s["x"] for s in samples if s is not None])
+
+
 class VaeTask:
     def __init__(self, config: VaeTrainConfig) -> None:
         self.config = config
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             self.trainable = build_vae(config.model).float()
+        if config.model.shortcut and not config.model.init:
+            self.trainable.init_from_patches(_pca_images(config.data, config.model.pca_images))
         if config.gradient_checkpointing:
             self.trainable.enable_gradient_checkpointing()
 

@@ -1,0 +1,84 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import make_photo
+from spire_ir.models.autoencoder import SpireAutoencoderKL, load_vae
+
+SHAPE = dict(
+    block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4, latent_channels=6,
+)  # fmt: skip
+
+
+def _photos(n=6, size=32):
+    return torch.cat([make_photo(size, size, seed=i) for i in range(n)])
+
+
+def test_pca_start_reconstructs_exactly_as_the_linear_projection():
+    torch.manual_seed(0)
+    vae = SpireAutoencoderKL(**SHAPE).eval()
+    x = _photos()
+    explained = vae.init_from_patches(x)
+    assert explained.shape == (6,) and 0.9 < float(explained.sum()) <= 1.0
+    # the same projection computed independently: top-6 principal components of the 2 × 2 × 3 patches
+    patches = F.pixel_unshuffle(x.double() * 2 - 1, 2).permute(0, 2, 3, 1).reshape(-1, 12)
+    mean = patches.mean(0)
+    _, _, v = torch.linalg.svd(patches - mean, full_matrices=False)
+    projected = (patches - mean) @ v[:6].T @ v[:6] + mean
+    expected = F.pixel_shuffle(projected.reshape(6, 16, 16, 12).permute(0, 3, 1, 2), 2)
+    with torch.no_grad():
+        z = vae.encode(x * 2 - 1).latent_dist.mode()
+        recon = vae.decode(z).sample
+    assert torch.allclose(recon.double(), expected, atol=1e-4)
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(6), atol=0.05)  # whitened latents
+    with torch.no_grad():
+        std = vae.encode(x * 2 - 1).latent_dist.std
+    assert float(std.max()) < 0.01  # the posterior starts nearly deterministic
+
+
+def test_without_shortcut_it_is_diffusers_autoencoderkl():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    ours = SpireAutoencoderKL(**SHAPE, shortcut=False, use_quant_conv=True, use_post_quant_conv=True).eval()
+    theirs = AutoencoderKL(**SHAPE, mid_block_add_attention=False).eval()
+    theirs.load_state_dict(ours.state_dict())
+    x = _photos(2) * 2 - 1
+    with torch.no_grad():
+        a = ours.decode(ours.encode(x).latent_dist.mode()).sample
+        b = theirs.decode(theirs.encode(x).latent_dist.mode()).sample
+    assert torch.equal(a, b)
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    vae = SpireAutoencoderKL(**SHAPE).eval()
+    vae.init_from_patches(_photos())
+    with torch.no_grad():
+        torch.nn.init.normal_(vae.decoder.body.conv_out.weight, std=0.05)  # a trained-looking residual
+    vae.save_pretrained(tmp_path / "vae")
+    loaded = load_vae(tmp_path / "vae")
+    assert type(loaded) is SpireAutoencoderKL
+    z = torch.randn(1, 6, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded.decode(z).sample, vae.decode(z).sample)
+
+
+def test_tiled_decode_goes_through_the_shortcut():
+    torch.manual_seed(0)
+    vae = SpireAutoencoderKL(**SHAPE).eval()
+    vae.init_from_patches(_photos())  # the PCA start is pointwise, so tiles must agree exactly with the whole
+    z = torch.randn(1, 6, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = vae.decode(z).sample
+        vae.enable_tiling()
+        vae.tile_sample_min_size, vae.tile_latent_min_size = 32, 16
+        tiled = vae.decode(z).sample
+    assert float(whole.abs().mean()) > 0.1
+    assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_pca_start_needs_the_shortcut():
+    with pytest.raises(ValueError, match="shortcut=True"):
+        SpireAutoencoderKL(**SHAPE, shortcut=False).init_from_patches(_photos(1))
