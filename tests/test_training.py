@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from spire_ir.cli import main
 from spire_ir.config import load_config
+from spire_ir.data import fixed_samples
 from spire_ir.training.base import BaseTask, BaseTrainConfig
 from spire_ir.training.loop import run_loop
 from spire_ir.training.spire import SpireTask, TrainConfig, spire_loss
@@ -67,6 +68,37 @@ def test_train_base_changes_the_unet_only_and_exports_a_base_folder(tmp_path):
 
     pipe = SpirePipeline.from_base(out)
     assert torch.equal(pipe.unet.conv_in.weight, task.trainable.conv_in.weight)
+
+
+def test_spire_tiny_style_vae_and_v_prediction_prior_train_and_chain(tmp_path):
+    """The spire-tiny recipe at smoke size: shortcut VAE (PCA start) -> v-prediction prior on it -> pipeline."""
+    vae_config = load_config(VaeTrainConfig, "configs/tiny-vae.yaml", [
+        *SMALL, f"output_dir={tmp_path / 'vae'}", "model.shortcut=true", "model.mid_attention=false",
+        "model.latent_channels=12", "model.scaling_factor=1.0", "model.pca_images=8", "model.recon=mse",
+    ])  # fmt: skip
+    vae_task = VaeTask(vae_config)
+    with torch.no_grad():  # the PCA start already reconstructs the training scenes well
+        x = torch.stack([s["x"] for s in fixed_samples(vae_config.data, 4)])
+        recon = (
+            vae_task.trainable.decode(vae_task.trainable.encode(x * 2 - 1).latent_dist.mode()).sample + 1
+        ) / 2
+    assert float(10 * torch.log10(1 / (recon.clamp(0, 1) - x).pow(2).mean())) > 25
+    vae_dir = run_loop(vae_config, vae_task)
+    base_config = load_config(BaseTrainConfig, "configs/tiny-base.yaml", [
+        *SMALL, f"output_dir={tmp_path / 'base'}", f"model.vae={vae_dir}", "model.prediction_type=v_prediction",
+        "model.attention_levels=[1]", "model.max_text_length=16",
+    ])  # fmt: skip
+    task = BaseTask(base_config)
+    assert [type(b).__name__ for b in task.trainable.down_blocks] == ["DownBlock2D", "CrossAttnDownBlock2D"]
+    base = run_loop(base_config, task)
+    from spire_ir.pipeline import SpirePipeline
+
+    pipe = SpirePipeline.from_base(base)
+    assert type(pipe.vae).__name__ == "SpireAutoencoderKL"
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.tokenizer.model_max_length == 16
+    lines = [json.loads(line) for line in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()]
+    assert lines and all("loss" in line for line in lines if "val/psnr" not in line)
 
 
 def test_overfitting_a_fixed_batch_halves_the_loss():

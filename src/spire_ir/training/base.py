@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +33,15 @@ class BaseUNetConfig:
     layers_per_block: int = 2
     attention_head_dim: int = 8
     norm_num_groups: int = 8
+    # levels (from the top) with cross-attention; None: all but the lowest (SD's layout). Keep attention off the
+    # high-resolution levels for CPU inference: self-attention memory grows with the square of the positions.
+    attention_levels: tuple[int, ...] | None = None
     init: str | None = None  # continue from a saved unet folder
     guidance_scale: float = 4.0  # for validation samples
+    max_text_length: int | None = None  # prompt tokens (padded/truncated); None: the tokenizer's, at most 77
+    # "v_prediction" suits small priors: at high noise an ε error is amplified ~1/sqrt(ᾱ) times in the sample,
+    # a v error is not (SD 2.x uses v for the same reason)
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
 
 
 def _captions_only() -> DataConfig:
@@ -48,8 +55,12 @@ class BaseTrainConfig(LoopConfig):
     data: DataConfig = field(default_factory=_captions_only)
 
 
-def load_text_encoder(name: str, seed: int = 0):
-    """(tokenizer, text encoder), frozen. "tiny": random 2-layer CLIP; "minilm": all-MiniLM-L6-v2 from its package."""
+def load_text_encoder(name: str, seed: int = 0, max_length: int | None = None):
+    """(tokenizer, text encoder), frozen. "tiny": random 2-layer CLIP; "minilm": all-MiniLM-L6-v2 from its package.
+
+    ``max_length`` sets the tokenizer's ``model_max_length`` (prompts are padded to it); by default BERT-style
+    tokenizers (512) are cut to 77 like CLIP's.
+    """
     from transformers import AutoModel, AutoTokenizer
 
     if name == "tiny":
@@ -68,20 +79,22 @@ def load_text_encoder(name: str, seed: int = 0):
     tokenizer_dir = path / "tokenizer" if (path / "tokenizer").is_dir() else path
     encoder_dir = path / "text_encoder" if (path / "text_encoder").is_dir() else path
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
-    if tokenizer.model_max_length > 512:
+    if max_length:
+        tokenizer.model_max_length = max_length
+    elif tokenizer.model_max_length >= 512:
         tokenizer.model_max_length = 77
     encoder = AutoModel.from_pretrained(str(encoder_dir), local_files_only=True)
     return tokenizer, encoder.requires_grad_(False).eval()
 
 
 def _load_vae(name: str, seed: int):
-    from diffusers import AutoencoderKL
+    from ..models.autoencoder import load_vae
 
     if name == "tiny":
         from ..testing import tiny_components
 
         return tiny_components(seed=seed)["vae"]
-    return AutoencoderKL.from_pretrained(name, local_files_only=True).requires_grad_(False).eval()
+    return load_vae(name).requires_grad_(False).eval()
 
 
 @torch.no_grad()
@@ -113,20 +126,24 @@ class BaseTask:
 
         self.config = config
         m = config.model
-        self.tokenizer, self.text_encoder = load_text_encoder(m.text_encoder, seed=config.seed)
+        self.tokenizer, self.text_encoder = load_text_encoder(m.text_encoder, config.seed, m.max_text_length)
         self.vae = _load_vae(m.vae, config.seed)
-        self.scheduler = DDPMScheduler(**{k: v for k, v in SD_SCHEDULER.items() if k != "set_alpha_to_one"})
-        self.sampling_scheduler = DDIMScheduler(**SD_SCHEDULER)
+        schedule = {**SD_SCHEDULER, "prediction_type": m.prediction_type}
+        self.scheduler = DDPMScheduler(**{k: v for k, v in schedule.items() if k != "set_alpha_to_one"})
+        self.sampling_scheduler = DDIMScheduler(**schedule)
         if m.init:
             unet = UNet2DConditionModel.from_pretrained(m.init, local_files_only=True)
         else:
             levels = len(m.block_out_channels)
+            attention = range(levels - 1) if m.attention_levels is None else m.attention_levels
+            down = tuple("CrossAttnDownBlock2D" if i in attention else "DownBlock2D" for i in range(levels))
+            up = tuple(name.replace("Down", "Up") for name in reversed(down))
             with torch.random.fork_rng():
                 torch.manual_seed(config.seed)
                 unet = UNet2DConditionModel(
                     block_out_channels=tuple(m.block_out_channels),
-                    down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
-                    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+                    down_block_types=down,
+                    up_block_types=up,
                     layers_per_block=m.layers_per_block,
                     cross_attention_dim=self.text_encoder.config.hidden_size,
                     attention_head_dim=m.attention_head_dim,
@@ -159,7 +176,11 @@ class BaseTask:
         prediction = model(
             self.scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=embeds.to(model.dtype)
         ).sample
-        return F.mse_loss(prediction.float(), noise)
+        if self.scheduler.config.prediction_type == "v_prediction":
+            target = self.scheduler.get_velocity(latents, noise, t)
+        else:
+            target = noise
+        return F.mse_loss(prediction.float(), target.float())
 
     def validate(self, model, step: int, run_dir: Path) -> dict[str, Any]:
         from ..image_utils import save_image_grid

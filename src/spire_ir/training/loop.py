@@ -216,8 +216,11 @@ def run_loop(
             progress.set_postfix(loss=f"{loss_value:.4f}", skipped=skipped)
         if step % config.log_every == 0 or step == config.max_steps:
             rate = samples / max(1e-9, time.perf_counter() - started)
-            accelerator.log({"loss": loss_value, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
-                             "skipped_files": skipped}, step=step)  # fmt: skip
+            values = {"loss": loss_value, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
+                      "skipped_files": skipped}  # fmt: skip
+            accelerator.log(values, step=step)
+            if main:
+                _append_metrics(run_dir, step, values)
             if skipped:
                 logger.warning("%d undecodable file(s) skipped so far", skipped)
         if main and config.checkpoint_every and step % config.checkpoint_every == 0:
@@ -249,13 +252,22 @@ def _validate(task: Task, accelerator, model, step: int, run_dir: Path) -> None:
         metrics = task.validate(unwrapped, step, run_dir)
     unwrapped.train()
     if metrics:
-        accelerator.log({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+        values = {f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+        accelerator.log(values, step=step)
+        _append_metrics(run_dir, step, values)
         for tracker in accelerator.trackers:
             image = metrics.get("grid")
             if image is not None and tracker.name == "tensorboard":
                 import numpy as np
 
                 tracker.writer.add_image("validation", np.asarray(image), step, dataformats="HWC")
+
+
+def _append_metrics(run_dir: Path, step: int, values: dict[str, Any]) -> None:
+    """One JSON line per log in RUN/metrics.jsonl (readable without TensorBoard; used for training curves)."""
+    if values:
+        with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, **values}) + "\n")
 
 
 def _progress(config: LoopConfig, step: int, main: bool):
