@@ -144,3 +144,37 @@ def test_restoration_prompt_variants():
     assert restoration_prompt_variant(text, "without_params") == "Deblur, Dejpeg"
     assert restoration_prompt_variant("Remove all degradation", "without_params") == "Remove all degradation"
     assert restoration_prompt_variant(text, "none") == ""
+
+
+def test_several_folders_with_repeats(tmp_path):
+    from spire_ir.data import folders_items
+
+    a = _folder(tmp_path / "a", n=3, corrupt=False)
+    b = _folder(tmp_path / "b", n=2, corrupt=False)
+    items = folders_items(f"{a},{b}", (3, 1))
+    assert len(items) == 3 * 3 + 2
+    assert sum(1 for path, _ in items if path.parent == a) == 9
+    config = DataConfig(source="folder", path=f"{a}, {b}", repeats=(3, 1), resolution=16, degrade=False)
+    _, size = build_dataloader(config, batch_size=4)
+    assert size == 11
+    with pytest.raises(ValueError, match="2 folder"):
+        folders_items(f"{a},{b}", (1,))
+    with pytest.raises(ValueError, match="whole number"):
+        folders_items(f"{a},{b}", (0, 1))
+
+
+def test_scenes_on_texture_backgrounds_name_them():
+    from spire_ir.scenes import render_scene
+
+    # without backgrounds, scenes are exactly those of earlier versions
+    assert render_scene(0, 0, 64)[1] == "an orange square above a purple triangle on a blue background"
+    grass = torch.zeros(3, 80, 80)
+    grass[1] = 0.6  # a flat green "texture", easy to find in the image
+    scenes = [render_scene(1, i, 64, {"on grass": grass}) for i in range(40)]
+    on_grass = [(image, caption) for image, caption in scenes if caption.endswith("on grass")]
+    assert 10 < len(on_grass) < 30  # about half
+    for image, _ in on_grass:
+        corner = image[0, :, :4, :4]  # shapes stay near the centre
+        assert torch.allclose(corner, grass[:, :4, :4], atol=1e-6)
+    patterns = " ".join(caption for _, caption in scenes)
+    assert "dotted" in patterns or "checked" in patterns

@@ -40,6 +40,7 @@ __all__ = [
     "collate",
     "fixed_samples",
     "folder_items",
+    "folders_items",
     "restoration_prompt_variant",
 ]
 
@@ -50,6 +51,9 @@ class DataConfig:
 
     source: Literal["folder", "coco", "webdataset", "scenes"] = "folder"
     path: str = ""  # folder of images | COCO image folder | shard pattern, e.g. "shards/{0000..0099}.tar"
+    # source: folder may name several folders, comma-separated; repeats[i] lists folder i's images that many times
+    # per epoch (e.g. "photos,scenes" with repeats [4, 1] to see each photo four times as often as a scene)
+    repeats: tuple[int, ...] = ()
     num_scenes: int = 256  # source: scenes (procedural captioned scenes, no files needed)
     captions: str | None = None  # COCO captions JSON (source: coco)
     resolution: int = 512
@@ -96,6 +100,21 @@ def folder_items(path: str | Path) -> list[tuple[Path, list[str]]]:
         items.append((image, texts or [""]))
     if not items:
         raise FileNotFoundError(f"{root}: no images found")
+    return items
+
+
+def folders_items(paths: str, repeats: tuple[int, ...] = ()) -> list[tuple[Path, list[str]]]:
+    """``folder_items`` of comma-separated folders, folder i's list repeated ``repeats[i]`` times (default 1)."""
+    roots = [p.strip() for p in paths.split(",") if p.strip()]
+    if not roots:
+        raise ValueError("data.path is empty: name an image folder")
+    if repeats and len(repeats) != len(roots):
+        raise ValueError(f"data.repeats has {len(repeats)} entries for {len(roots)} folder(s) in data.path")
+    items: list[tuple[Path, list[str]]] = []
+    for root, repeat in zip(roots, repeats or [1] * len(roots), strict=True):
+        if repeat < 1:
+            raise ValueError(f"data.repeats: {repeat} for {root}; use a whole number >= 1")
+        items += folder_items(root) * repeat
     return items
 
 
@@ -241,7 +260,7 @@ def fixed_samples(data: DataConfig, count: int) -> list[dict]:
         return []
     sources = {
         "coco": lambda: coco_items(data.path, data.captions),
-        "folder": lambda: folder_items(data.path),
+        "folder": lambda: folders_items(data.path, data.repeats),
     }
     dataset = SpireDataset(sources[data.source]() if data.source in sources else None, data)
     picked = [dataset[(10**6, i)] for i in range(min(count, len(dataset)))]
@@ -317,7 +336,7 @@ def build_dataloader(
     elif config.source == "scenes":
         items = None
     else:
-        items = folder_items(config.path)
+        items = folders_items(config.path, config.repeats)
     dataset = SpireDataset(items, config)
     sampler = EpochBatchSampler(len(dataset), batch_size, config.seed, start_batch, rank, world_size)
     loader = torch.utils.data.DataLoader(
