@@ -97,6 +97,24 @@ def test_setting_none_keeps_y_equal_to_x(photos, tmp_path):
     assert all(files[f"x/{i}"] == files[f"y/{i}"] for i in ids)
 
 
+def test_fixed_prompt_applies_exactly_that_task_to_every_item(photos, tmp_path, capsys):
+    from spire_ir.image_utils import load_image
+
+    args = ["bench", "build", "--images", str(photos), "--n", "3", "--size", "64", "--seed", "2"]
+    assert main([*args, "--prompt", "Denoise with sigma 0.1", "-o", str(tmp_path / "b")]) == 0
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["prompt"] == "Denoise with sigma 0.1"
+    for item in manifest["items"]:
+        assert item["c_r"] == "Denoise with sigma 0.10"  # the canonical text
+        assert [op["op"] for op in item["record"]["ops"]] == ["denoise"]
+        x = load_image(tmp_path / "b" / item["x"]).tensor
+        y = load_image(tmp_path / "b" / item["y"]).tensor
+        measured = float((y - x).std())  # clipping at 0 and 1 removes a little of the noise
+        assert 0.08 < measured < 0.105, measured
+    assert main([*args, "--prompt", "Remove all degradation", "-o", str(tmp_path / "c")]) == 2
+    assert "--setting realesrgan" in capsys.readouterr().err
+
+
 def test_run_resumes_and_report_has_the_table_layout(photos, tmp_path, capsys):
     bench, run = tmp_path / "bench", tmp_path / "run-identity"
     assert (

@@ -59,10 +59,23 @@ def test_acceptance_single_photo(tmp_path, model_dir):
     assert [json.loads(line)["seed"] for line in lines] == [0, 1]
 
 
-def test_restore_without_model_explains_what_to_do(tmp_path, capsys):
+def test_restore_without_model_explains_what_to_do_when_no_builtin_weights(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPIRE_IR_WEIGHTS", str(tmp_path / "empty"))
     save_image(make_photo(32, 32), tmp_path / "photo.png")
     assert main(["restore", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out")]) == 2
     assert "spire new-model" in capsys.readouterr().err
+
+
+def test_builtin_weights_folder_can_be_moved_with_an_environment_variable(tmp_path, model_dir, monkeypatch):
+    import shutil
+
+    shutil.copytree(model_dir, tmp_path / "weights" / "spire-tiny")
+    monkeypatch.setenv("SPIRE_IR_WEIGHTS", str(tmp_path / "weights"))
+    save_image(make_photo(32, 32), tmp_path / "photo.png")
+    assert main(["restore", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--steps", "2"]) == 0
+    line = json.loads((tmp_path / "out" / "prompts.jsonl").read_text().splitlines()[0])
+    assert line["model"] == "spire-tiny"
+    assert Image.open(tmp_path / "out" / "photo.png").size == (32, 32)
 
 
 def test_restore_never_overwrites_inputs(tmp_path, model_dir, capsys):

@@ -156,3 +156,27 @@ def test_bad_inputs_are_clear_errors(pipe):
         pipe(make_photo(32, 32), start="middle")
     with pytest.raises(ValueError, match="tile_size must be a multiple of 16"):
         pipe(make_photo(32, 32), tile_size=40)
+
+
+def test_model_folder_sets_its_default_steps_and_guidance(pipe, tmp_path):
+    pipe.register_to_config(default_steps=3, default_guidance=1.0)
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.register_to_config(default_steps=20, default_guidance=4.0)
+    loaded = SpirePipeline.from_pretrained(tmp_path / "m")
+    assert (loaded.config.default_steps, loaded.config.default_guidance) == (3, 1.0)
+    calls = []
+    image = make_photo(32, 32)
+    out = loaded(image, callback=lambda step, total: calls.append(total), output_type="pt",
+                 generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    assert calls == [3, 3, 3]
+    # guidance 1.0 is no CFG: one conditional pass, which differs from the unconditional one
+    explicit = loaded(image, num_inference_steps=3, guidance_scale=1.0, output_type="pt",
+                      generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    assert torch.equal(out, explicit)
+    assert (
+        loaded(image, num_inference_steps=2, callback=lambda s, t: calls.append(t), output_type="pt")
+        is not None
+    )
+    assert calls[-1] == 2

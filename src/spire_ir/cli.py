@@ -118,10 +118,19 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 
 NO_MODEL_MESSAGE = (
-    "no model given: pass --model DIR, a SPIRE pipeline folder. Make one with `spire train CONFIG` (a trained "
-    "model), or `spire new-model --preset tiny -o DIR` (random weights, for trying the tools); a built-in "
-    "default model is not shipped yet"
+    "no model given and the built-in spire-tiny weights are not installed: pass --model DIR, a SPIRE pipeline "
+    "folder. Make one with `spire train CONFIG` (a trained model), or `spire new-model --preset tiny -o DIR` "
+    "(random weights, for trying the tools); scripts/train_spire_tiny.sh rebuilds spire-tiny"
 )
+
+
+def _default_model() -> str:
+    """--model when none is given: the built-in spire-tiny (see MODEL_CARD.md)."""
+    from .pipeline import builtin_model_dir
+
+    if not (builtin_model_dir("spire-tiny") / "model_index.json").is_file():
+        raise CommandError(NO_MODEL_MESSAGE)
+    return "spire-tiny"
 
 
 def _pick_device(name: str) -> str:
@@ -142,7 +151,7 @@ def _load_pipeline(args: argparse.Namespace):
     from .pipeline import SpirePipeline
 
     if args.model is None:
-        raise CommandError(NO_MODEL_MESSAGE)
+        args.model = _default_model()
     device = _pick_device(args.device)
     precision = args.precision or ("fp16" if device == "cuda" else "fp32")
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
@@ -152,6 +161,10 @@ def _load_pipeline(args: argparse.Namespace):
         raise CommandError(str(error)) from error
     pipe.to(device)
     pipe.set_progress_bar_config(disable=not args.progress, leave=False)
+    if getattr(args, "steps", 0) is None:  # record what runs, not "default"
+        args.steps = int(pipe.config.default_steps)
+    if getattr(args, "guidance", 0) is None:
+        args.guidance = float(pipe.config.default_guidance)
     return pipe, {"device": device, "precision": precision}
 
 
@@ -466,7 +479,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             from .evaluation.bench import build_bench
 
             manifest = build_bench(
-                args.images, args.output, args.n, args.setting, args.seed, args.size, args.captions
+                args.images,
+                args.output,
+                args.n,
+                args.setting,
+                args.seed,
+                args.size,
+                args.captions,
+                args.prompt,
             )
             print(f"{len(manifest['items'])} items ({args.setting}) -> {args.output}")
         elif args.bench_command == "run":
@@ -621,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_train_command(kind))
 
     p = sub.add_parser("web", help="the interactive restoration studio in the browser (Gradio)")
-    p.add_argument("--model", default=None, help="a SPIRE pipeline folder")
+    p.add_argument("--model", default=None, help="a SPIRE pipeline folder (default: the built-in spire-tiny)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument(
@@ -657,12 +677,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--setting", choices=("parameterized", "realesrgan", "none"), default="parameterized")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=512)
+    p.add_argument(
+        "--prompt", default=None,
+        help='one restoration prompt for every item (a per-task bench), e.g. "Denoise with sigma 0.05"',
+    )  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="bench folder")
     p.set_defaults(func=cmd_bench)
     p = bench_sub.add_parser("run", help="restore every item with a method and score it (resumable)")
     p.add_argument("bench", help="a bench folder")
     p.add_argument("--method", required=True, help="identity, bicubic, classical, realesrgan or spire")
-    p.add_argument("--model", default=None, help="pipeline folder for --method spire")
+    p.add_argument("--model", default=None, help="pipeline folder for --method spire (default: spire-tiny)")
     p.add_argument("--prompts", choices=("full", "semantic", "restoration", "none"), default="full")
     p.add_argument("--metrics", default="psnr,ssim,niqe", help="comma-separated metric names")
     p.add_argument("--crop-border", type=int, default=0)
@@ -676,8 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="AlexNet features as safetensors for lpips (or SPIRE_LPIPS_BACKBONE)",
     )
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, 20 for most)")
+    p.add_argument(
+        "--guidance", type=float, default=None, help="CFG scale (default: the model's, 4.0 for most)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run folder")
     p.set_defaults(func=cmd_bench)
@@ -693,9 +719,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="a SPIRE pipeline folder")
-    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20)")
-    p.add_argument("--guidance", type=float, default=4.0, help="CFG scale on the semantic prompt (<=1: off)")
+    p.add_argument("--model", default=None, help="a SPIRE pipeline folder (default: the built-in spire-tiny)")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, 20 for most)")
+    p.add_argument(
+        "--guidance", type=float, default=None,
+        help="CFG scale on the semantic prompt, <=1: off (default: the model's, 4.0 for most)",
+    )  # fmt: skip
     p.add_argument("--negative-prompt", default="", help="negative semantic prompt (default: empty)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--start", choices=("noised_lq", "noise"), default="noised_lq", help="starting latent")

@@ -112,6 +112,35 @@ def gaussian_weights(height: int, width: int, device, dtype) -> torch.Tensor:
     return torch.outer(axis(height), axis(width)).to(device=device, dtype=dtype)
 
 
+BUILTIN_MODELS = ("spire-tiny",)
+
+
+def builtin_model_dir(name: str = "spire-tiny") -> Path:
+    """The folder of a built-in model: ``$SPIRE_IR_WEIGHTS/NAME`` when that variable is set, else the copy shipped
+    inside the package (``spire_ir/weights/NAME``)."""
+    import os
+    from importlib.resources import files
+
+    if name not in BUILTIN_MODELS:
+        raise ValueError(f"no built-in model {name!r}; built-in: {', '.join(BUILTIN_MODELS)}")
+    root = os.environ.get("SPIRE_IR_WEIGHTS")
+    return Path(root) / name if root else Path(str(files("spire_ir") / "weights" / name))
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A local folder as given, or a built-in model's packaged folder for a built-in name (e.g. "spire-tiny")."""
+    if str(path) in BUILTIN_MODELS and not Path(path).exists():
+        folder = builtin_model_dir(str(path))
+        if not (folder / "model_index.json").is_file():
+            raise FileNotFoundError(
+                f"the built-in {path} weights are not in this installation ({folder}); install spire-ir from a "
+                "git clone or a wheel that includes spire_ir/weights/, or rebuild them with "
+                "scripts/train_spire_tiny.sh"
+            )
+        return folder
+    return Path(path)
+
+
 class SpirePipeline(DiffusionPipeline):
     r"""Semantic prompt-driven image restoration (SPIRE).
 
@@ -122,6 +151,9 @@ class SpirePipeline(DiffusionPipeline):
         unet (`UNet2DConditionModel`): the frozen text-to-image prior; reads the semantic prompt.
         adaptor (`SpireAdaptor`): the trainable ControlNet + modulation fusion; reads y, z_t and c_r.
         scheduler: a diffusers scheduler, DDIM by default.
+
+    Config (saved in ``model_index.json``): ``default_steps`` and ``default_guidance`` are what a call uses when it
+    does not say; a model folder sets them to what suits it (spire-tiny: fewer steps, to stay fast on a CPU).
 
     Example::
 
@@ -140,9 +172,12 @@ class SpirePipeline(DiffusionPipeline):
         unet: UNet2DConditionModel,
         adaptor: SpireAdaptor,
         scheduler: Any,
+        default_steps: int = 20,
+        default_guidance: float = 4.0,
     ) -> None:
         super().__init__()
         adaptor.check_fits(unet)
+        self.register_to_config(default_steps=default_steps, default_guidance=default_guidance)
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,
@@ -162,10 +197,13 @@ class SpirePipeline(DiffusionPipeline):
         """Load a pipeline folder (``vae/``, ``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``,
         ``adaptor/``, ``model_index.json``) from a local path. A hub is never contacted.
 
+        ``"spire-tiny"`` (when no folder of that name exists) loads the small default model that ships inside the
+        package (see MODEL_CARD.md).
+
         Raises:
             FileNotFoundError: the folder or one of its components is missing (the message names what was expected).
         """
-        path = Path(path)
+        path = resolve_model_path(path)
         if not path.is_dir():
             raise FileNotFoundError(
                 f"{path}: no such model folder. A SPIRE model folder holds model_index.json and the folders "
@@ -183,6 +221,10 @@ class SpirePipeline(DiffusionPipeline):
                 f"needs all of {', '.join(c + '/' for c in COMPONENTS)}"
             )
         kwargs.setdefault("local_files_only", True)
+        if "dtype" not in kwargs and "torch_dtype" not in kwargs:
+            kwargs["dtype"] = (
+                torch.float32
+            )  # weights stored in fp16 (spire-tiny) still run in fp32 unless asked
         return super().from_pretrained(str(path), **kwargs)
 
     @classmethod
@@ -291,8 +333,8 @@ class SpirePipeline(DiffusionPipeline):
         prompt: str | Sequence[str] = "",
         restoration_prompt: str | Sequence[str] = "Remove all degradation",
         negative_prompt: str | Sequence[str] = "",
-        num_inference_steps: int = 20,
-        guidance_scale: float = 4.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         num_images_per_prompt: int = 1,
         start: str = "noised_lq",
@@ -315,8 +357,9 @@ class SpirePipeline(DiffusionPipeline):
             restoration_prompt: c_r (what to fix and how strongly), e.g. "Deblur with sigma 2.0, Denoise with
                 sigma 0.05"; "Remove all degradation" for blind restoration.
             negative_prompt: the unconditional half of CFG (∅ = "" as in training).
-            num_inference_steps: DDIM steps.
+            num_inference_steps: DDIM steps (default: the model's ``default_steps``, 20 unless it says otherwise).
             guidance_scale: w for classifier-free guidance on c_s; <= 1 disables CFG (one UNet pass per step).
+                Default: the model's ``default_guidance`` (4.0 unless it says otherwise).
             generator: randomness for the starting noise (one, or one per output image).
             num_images_per_prompt: samples per input image.
             start: "noised_lq" starts from the VAE latent of y noised to the first timestep (keeps global colour);
@@ -342,6 +385,10 @@ class SpirePipeline(DiffusionPipeline):
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if num_inference_steps is None:
+            num_inference_steps = int(self.config.default_steps)
+        if guidance_scale is None:
+            guidance_scale = float(self.config.default_guidance)
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         semantic = _as_list(prompt, batch, "prompt")

@@ -249,6 +249,11 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
     import gradio as gr
 
     studio = Studio(pipe, model_name, max_pixels)
+    config = getattr(pipe, "config", {})
+    default_steps, default_guidance = (
+        int(config.get("default_steps", 20)),
+        float(config.get("default_guidance", 4.0)),
+    )
     kinds = prompts.OP_KINDS
     labels = {"deblur": "Deblur (blur σ, px)", "upsample": "Upsample (factor)", "denoise": "Denoise (noise σ, 0-1 scale)",
               "dejpeg": "Dejpeg (JPEG quality)"}  # fmt: skip
@@ -285,9 +290,13 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
                                 controls.append(gr.Slider(low, high, value=default, step=step, label=f"{kind} value",
                                                           elem_id=f"builder-{kind}", scale=3))  # fmt: skip
                     with gr.Accordion("Advanced settings", open=False):
-                        steps = gr.Slider(1, 100, value=20, step=1, label="Steps")
+                        steps = gr.Slider(1, 100, value=default_steps, step=1, label="Steps")
                         guidance = gr.Slider(
-                            1, 12, value=4.0, step=0.5, label="Guidance (CFG on the semantic prompt)"
+                            1,
+                            12,
+                            value=default_guidance,
+                            step=0.5,
+                            label="Guidance (CFG on the semantic prompt)",
                         )
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         samples = gr.Slider(1, 4, value=1, step=1, label="Samples")
@@ -359,8 +368,8 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
                     walk_restoration = gr.Textbox(
                         label="Restoration prompt (when walking the semantic prompt)", value=BLIND_PROMPT
                     )
-                    walk_steps = gr.Slider(1, 100, value=20, step=1, label="Steps")
-                    walk_guidance = gr.Slider(1, 12, value=4.0, step=0.5, label="Guidance")
+                    walk_steps = gr.Slider(1, 100, value=default_steps, step=1, label="Steps")
+                    walk_guidance = gr.Slider(1, 12, value=default_guidance, step=0.5, label="Guidance")
                     walk_seed = gr.Number(value=0, precision=0, label="Seed")
                     walk_run = gr.Button("Walk", variant="primary")
                 grid = gr.Image(type="pil", label="Grid")

@@ -66,6 +66,7 @@ def build_bench(
     seed: int = 0,
     size: int = 512,
     captions: str | Path | None = None,
+    prompt: str | None = None,
 ) -> dict[str, Any]:
     """Pick ``n`` images deterministically, centre-crop and resize them, degrade them; write the bench folder.
 
@@ -77,6 +78,8 @@ def build_bench(
         seed: picks the items and seeds every degradation.
         size: output side in pixels.
         captions: a COCO captions JSON.
+        prompt: a restoration prompt applied to every item instead of drawn ones (one task per bench, e.g.
+            "Denoise with sigma 0.05"); needs setting "parameterized". Values it leaves out are drawn per item.
 
     Returns:
         The manifest.
@@ -86,6 +89,16 @@ def build_bench(
 
     if setting not in ("parameterized", "realesrgan", "none"):
         raise ValueError(f"setting must be parameterized, realesrgan or none, got {setting!r}")
+    if prompt is not None and setting != "parameterized":
+        raise ValueError("--prompt fixes the parameterised degradation; use it with --setting parameterized")
+    if prompt is not None:
+        from ..degradations import degrade
+        from ..prompts import parse
+
+        if parse(prompt, strict=True).blind:
+            raise ValueError(
+                f"--prompt {prompt!r}: blind prompts have no fixed degradation; use --setting realesrgan"
+            )
     items = coco_items(images, captions) if captions else folder_items(images)
     order = torch.randperm(len(items), generator=make_generator(derive_seed(seed, "bench-order")))
     output = Path(output)
@@ -103,7 +116,10 @@ def build_bench(
         item_id = f"{len(entries):05d}-{path.stem}"
         generator = make_generator(derive_seed(seed, "bench", item_id))
         caption = texts[int(torch.randint(len(texts), (), generator=generator))] if texts else ""
-        if degradation is None:
+        if prompt is not None:
+            with torch.no_grad():
+                y, c_r, record = degrade(x, prompt, generator, strict=True)
+        elif degradation is None:
             y, c_r, record = x, BLIND_PROMPT, {"pipeline": "none", "ops": []}
         else:
             with torch.no_grad():
@@ -121,7 +137,7 @@ def build_bench(
         raise ValueError(f"asked for {n} items but only {len(entries)} usable images were found in {images}")
     manifest = {
         "setting": setting, "seed": seed, "size": size, "n": n, "images": str(images),
-        "captions": str(captions) if captions else None, "skipped": skipped, "items": entries,
+        "captions": str(captions) if captions else None, "prompt": prompt, "skipped": skipped, "items": entries,
     }  # fmt: skip
     save_json(manifest, output / "manifest.json")
     return manifest
@@ -136,19 +152,23 @@ def load_manifest(bench: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _spire_method(model: str | Path, steps: int, guidance: float, seed: int) -> Callable:
+def _spire_method(
+    model: str | Path, steps: int | None, guidance: float | None, seed: int
+) -> tuple[Callable, dict[str, Any]]:
     from ..pipeline import SpirePipeline
 
     pipe = SpirePipeline.from_pretrained(model)
     if torch.cuda.is_available():
         pipe.to("cuda", torch.float16)
     pipe.set_progress_bar_config(disable=True)
+    steps = steps if steps is not None else int(pipe.config.default_steps)
+    guidance = guidance if guidance is not None else float(pipe.config.default_guidance)
 
     def restore(y: torch.Tensor, c_s: str, c_r: str) -> torch.Tensor:
         return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
                     generator=make_generator(seed), output_type="pt").images.float()  # fmt: skip
 
-    return restore
+    return restore, {"steps": steps, "guidance": guidance, "seed": seed}
 
 
 def _versions() -> dict[str, str]:
@@ -194,8 +214,8 @@ def run_bench(
     model: str | Path | None = None,
     prompts_mode: str = "full",
     metrics: tuple[str, ...] = ("psnr", "ssim", "niqe"),
-    steps: int = 20,
-    guidance: float = 4.0,
+    steps: int | None = None,
+    guidance: float | None = None,
     seed: int = 0,
     crop_border: int = 0,
     clip_model: str | None = None,
@@ -219,8 +239,8 @@ def run_bench(
     manifest = load_manifest(bench)
     if method == "spire":
         if model is None:
-            raise ValueError("--method spire needs --model PATH (a SPIRE pipeline folder)")
-        restore = _spire_method(model, steps, guidance, seed)
+            model = "spire-tiny"  # the built-in model (a clear error when its weights are not installed)
+        restore, spire_settings = _spire_method(model, steps, guidance, seed)
     elif method == "realesrgan":
         from .realesrgan import RealESRGANRestorer
 
@@ -301,7 +321,7 @@ def run_bench(
     summary = {
         "bench": str(bench), "setting": manifest["setting"], "items": len(rows), "method": method,
         "model": str(model) if model else None, "prompts": prompts_mode,
-        "settings": {"steps": steps, "guidance": guidance, "seed": seed} if method == "spire" else {},
+        "settings": spire_settings if method == "spire" else {},
         "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
         "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": _versions(),
     }  # fmt: skip
