@@ -118,14 +118,15 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 
 NO_MODEL_MESSAGE = (
-    "no model given and the built-in spire-tiny weights are not installed: pass --model DIR, a SPIRE pipeline "
-    "folder. Make one with `spire train CONFIG` (a trained model), or `spire new-model --preset tiny -o DIR` "
-    "(random weights, for trying the tools); scripts/train_spire_tiny.sh rebuilds spire-tiny"
+    "no model given, and no built-in spire-tiny weights are installed (this version does not ship them; they are "
+    "looked up in the package or in $SPIRE_IR_WEIGHTS/spire-tiny): pass --model DIR, a SPIRE pipeline folder. "
+    "Make one with `spire train CONFIG` (a trained model), or `spire new-model --preset tiny -o DIR` (random "
+    "weights, for trying the tools)"
 )
 
 
 def _default_model() -> str:
-    """--model when none is given: the built-in spire-tiny (see MODEL_CARD.md)."""
+    """--model when none is given: the built-in spire-tiny, when its weights are installed."""
     from .pipeline import builtin_model_dir
 
     if not (builtin_model_dir("spire-tiny") / "model_index.json").is_file():
@@ -641,7 +642,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_train_command(kind))
 
     p = sub.add_parser("web", help="the interactive restoration studio in the browser (Gradio)")
-    p.add_argument("--model", default=None, help="a SPIRE pipeline folder (default: the built-in spire-tiny)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a SPIRE pipeline folder (default: the built-in spire-tiny, when installed)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument(
@@ -719,7 +724,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="a SPIRE pipeline folder (default: the built-in spire-tiny)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a SPIRE pipeline folder (default: the built-in spire-tiny, when installed)",
+    )
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, 20 for most)")
     p.add_argument(
         "--guidance", type=float, default=None,

@@ -33,6 +33,7 @@ from PIL import Image
 from .color import color_fix as apply_color_fix
 from .image_utils import pil_to_tensor, tensor_to_pil
 from .models.adaptor import SpireAdaptor, modulate_unet
+from .models.autoencoder import SpireAutoencoderKL  # imported so that folders naming it load
 from .text import encode_text
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class SpirePipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | SpireAutoencoderKL,
         text_encoder: torch.nn.Module,
         tokenizer: Any,
         unet: UNet2DConditionModel,
@@ -198,7 +199,7 @@ class SpirePipeline(DiffusionPipeline):
         ``adaptor/``, ``model_index.json``) from a local path. A hub is never contacted.
 
         ``"spire-tiny"`` (when no folder of that name exists) loads the small default model that ships inside the
-        package (see MODEL_CARD.md).
+        package, when its weights are installed (``$SPIRE_IR_WEIGHTS/spire-tiny`` overrides the location).
 
         Raises:
             FileNotFoundError: the folder or one of its components is missing (the message names what was expected).

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
+from diffusers import (
+    AutoencoderKL,
+    ModelMixin,  # noqa: F401 - diffusers' pipeline loader looks base classes up in this module
+)
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 

@@ -67,6 +67,8 @@ def load_text_encoder(name: str, seed: int = 0, max_length: int | None = None):
         from ..testing import tiny_components
 
         parts = tiny_components(seed=seed)
+        if max_length:
+            parts["tokenizer"].model_max_length = max_length
         return parts["tokenizer"], parts["text_encoder"]
     if name == "minilm":
         from importlib.resources import files

@@ -56,27 +56,17 @@ def build_vae(config: VaeConfig):
     if config.init:
         return load_vae(config.init)
     levels = len(config.block_out_channels)
-    if config.shortcut:
-        return SpireAutoencoderKL(
-            block_out_channels=tuple(config.block_out_channels),
-            down_block_types=("DownEncoderBlock2D",) * levels,
-            up_block_types=("UpDecoderBlock2D",) * levels,
-            layers_per_block=config.layers_per_block,
-            latent_channels=config.latent_channels,
-            norm_num_groups=config.norm_num_groups,
-            scaling_factor=config.scaling_factor,
-            mid_block_add_attention=config.mid_attention,
-        )
-    return AutoencoderKL(
-        block_out_channels=tuple(config.block_out_channels),
-        down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels,
-        layers_per_block=config.layers_per_block,
-        latent_channels=config.latent_channels,
-        norm_num_groups=config.norm_num_groups,
-        scaling_factor=config.scaling_factor,
-        mid_block_add_attention=config.mid_attention,
-    )
+    shape = {
+        "block_out_channels": tuple(config.block_out_channels),
+        "down_block_types": ("DownEncoderBlock2D",) * levels,
+        "up_block_types": ("UpDecoderBlock2D",) * levels,
+        "layers_per_block": config.layers_per_block,
+        "latent_channels": config.latent_channels,
+        "norm_num_groups": config.norm_num_groups,
+        "scaling_factor": config.scaling_factor,
+        "mid_block_add_attention": config.mid_attention,
+    }
+    return SpireAutoencoderKL(**shape) if config.shortcut else AutoencoderKL(**shape)
 
 
 def vae_loss(vae, batch: dict, generator: torch.Generator, config: VaeConfig) -> torch.Tensor:
