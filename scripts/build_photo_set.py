@@ -2,7 +2,7 @@
 
     python scripts/build_photo_set.py -o photos/
 
-Writes NAME.png + NAME.txt (a hand-written caption, empty where none was written) for every source that is
+Writes NAME.png + NAME.txt (a hand-written caption) for every source that is
 installed, and SOURCES.json (source, licence). Sources, each optional:
 
 * scikit-image sample photos (CC0 / public domain, and Middlebury's motorcycle pair for research use);
@@ -56,6 +56,12 @@ BIKES = {
     204: "a person walking past a bicycle parked against a wall",
     24: "a white pole with a brown box on a brown wall, close up",
 }
+JXL = {
+    "cvo9xd_keong_macan_srgb8": "a dark rocky cliff by a calm sea with mountains in the distance",
+    "tmshre_riaphotographs_srgb8": "pink tulips in a field",
+    "u76c0g_bliznaca_srgb8": "a branch of white blossoms against a soft blurred background",
+    "flower": "pink and white daisies in a garden",
+}
 BUNNY = {10: "a large grey cartoon rabbit lying in front of a hole in a grassy hill",
          70: "a large grey cartoon rabbit stretching on a grassy hill"}  # fmt: skip
 
@@ -81,8 +87,8 @@ def main() -> None:
         for name, (function, caption, licence) in SKIMAGE.items():
             _save(folder, name, getattr(data, function)(), caption, f"scikit-image data.{function}", licence, log)
         left, right, _ = data.stereo_motorcycle()
-        _save(folder, "motorcycle_left", left, "a red motorcycle parked in a garage", "scikit-image stereo_motorcycle", "Middlebury, research use", log)
-        _save(folder, "motorcycle_right", right, "a red motorcycle in a garage with shelves behind it", "scikit-image stereo_motorcycle", "Middlebury, research use", log)
+        _save(folder, "motorcycle_left", left, "a red motorcycle parked in a garage", "scikit-image stereo_motorcycle", "Middlebury stereo: permission to use and publish, citation requested", log)
+        _save(folder, "motorcycle_right", right, "a red motorcycle in a garage with shelves behind it", "scikit-image stereo_motorcycle", "Middlebury stereo: permission to use and publish, citation requested", log)
     except ImportError:
         print("scikit-image not installed: skipped")
     try:
@@ -119,7 +125,7 @@ def main() -> None:
     for path in sorted((jxl / "external" / "wesaturate" / "500px").glob("*_srgb8.png")) + [jxl / "jxl" / "flower" / "flower.png"]:
         if path.is_file():
             with Image.open(path) as image:
-                _save(folder, f"jxl_{path.stem}", np.asarray(image.convert("RGB")), "", f"libjxl-testdata {path.name}",
+                _save(folder, f"jxl_{path.stem}", np.asarray(image.convert("RGB")), JXL.get(path.stem, ""), f"libjxl-testdata {path.name}",
                       "CC0" if "wesaturate" in str(path) else "BSD-3", log)  # fmt: skip
     (folder / "SOURCES.json").write_text(json.dumps(log, indent=2))
     print(f"{len(log)} photos -> {folder}")

@@ -1,0 +1,85 @@
+"""Wall time and peak memory of the built-in spire-tiny model at default settings, one fresh process per size.
+
+What a user gets from ``spire restore photo.png -r "..."`` with no other flag: the library loaded, the model read
+from the package, the image restored (default steps, guidance, colour fix), the result decoded. Each size runs in
+its own process so that peak RSS is that size's; the time is of the restore call alone (model loading is listed
+separately). 1024² and 2048² use the CLI's ``--tile 512``.
+
+    python benchmarks/spire_tiny.py                   # 512², 1024², 2048² on all cores
+    python benchmarks/spire_tiny.py --threads 2 --sizes 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def child(size: int, tile: int | None, threads: int | None, repeats: int) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    from spire_ir.pipeline import SpirePipeline
+
+    pipe = SpirePipeline.from_pretrained("spire-tiny")
+    pipe.set_progress_bar_config(disable=True)
+    loaded = time.perf_counter() - started
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand((1, 3, size, size), generator=generator)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        pipe(image, prompt="a photo", restoration_prompt="Denoise with sigma 0.08", tile_size=tile,
+             generator=torch.Generator().manual_seed(0), output_type="pt")  # fmt: skip
+        times.append(time.perf_counter() - started)
+    print(json.dumps({
+        "size": size, "tile": tile, "threads": torch.get_num_threads(), "load_s": round(loaded, 2),
+        "restore_s": [round(t, 2) for t in times], "best_s": round(min(times), 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="512,1024,2048")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=3, help="restores per size; the best is reported")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tile", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child, args.tile, args.threads, args.repeats)
+        return
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(size),
+            "--repeats",
+            str(args.repeats if size <= 512 else 1),
+        ]
+        if size > 512:
+            command += ["--tile", "512"]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    print("\n| size | tiles | restore (s) | model load (s) | peak RSS (MB) |\n|---|---|---|---|---|")
+    for row in rows:
+        tile = f"{row['tile']} px" if row["tile"] else "none"
+        print(f"| {row['size']}² | {tile} | {row['best_s']} | {row['load_s']} | {row['peak_rss_mb']} |")
+
+
+if __name__ == "__main__":
+    main()
