@@ -39,7 +39,7 @@ class BaseUNetConfig:
     init: str | None = None  # continue from a saved unet folder
     guidance_scale: float = 4.0  # for validation samples
     max_text_length: int | None = None  # prompt tokens (padded/truncated); None: the tokenizer's, at most 77
-    # "v_prediction" suits small priors: at high noise an ε error is amplified ~1/sqrt(ᾱ) times in the sample,
+    # "v_prediction" suits small priors: at high noise an ε error is amplified 1/sqrt(ᾱ) times in the sample,
     # a v error is not (SD 2.x uses v for the same reason)
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
 
