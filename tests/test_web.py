@@ -135,10 +135,12 @@ def test_browser_restore_flow(tmp_path):
                 page.locator("#semantic-prompt textarea").fill("a cat")
                 page.locator("#builder-blind input").uncheck()
                 page.locator("#builder-denoise-on input").check()
+                textbox = page.locator("#restoration-prompt textarea")
+                # let the tick's round trip finish first, or its update can overwrite the value typed below
+                playwright.expect(textbox).to_have_value("Denoise with sigma 0.05", timeout=15000)
                 number = page.locator("#builder-denoise input[type=number]")
                 number.fill("0.08")
                 number.press("Enter")
-                textbox = page.locator("#restoration-prompt textarea")
                 playwright.expect(textbox).to_have_value("Denoise with sigma 0.08", timeout=15000)
             for page in pages:  # both tabs queue a restoration at once
                 page.locator("#restore-button").click()
