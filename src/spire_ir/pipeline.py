@@ -134,9 +134,8 @@ def resolve_model_path(path: str | Path) -> Path:
         folder = builtin_model_dir(str(path))
         if not (folder / "model_index.json").is_file():
             raise FileNotFoundError(
-                f"the built-in {path} weights are not in this installation ({folder}); install spire-ir from a "
-                "git clone or a wheel that includes spire_ir/weights/, or rebuild them with "
-                "scripts/train_spire_tiny.sh"
+                f"the built-in {path} weights are not in this installation ({folder}); this version does not ship "
+                "them. Pass a local model folder, or set SPIRE_IR_WEIGHTS to a folder holding spire-tiny/"
             )
         return folder
     return Path(path)
@@ -154,7 +153,7 @@ class SpirePipeline(DiffusionPipeline):
         scheduler: a diffusers scheduler, DDIM by default.
 
     Config (saved in ``model_index.json``): ``default_steps`` and ``default_guidance`` are what a call uses when it
-    does not say; a model folder sets them to what suits it (spire-tiny: fewer steps, to stay fast on a CPU).
+    does not say; a model folder sets them to what suits it (a small CPU model may want fewer steps).
 
     Example::
 
@@ -223,9 +222,8 @@ class SpirePipeline(DiffusionPipeline):
             )
         kwargs.setdefault("local_files_only", True)
         if "dtype" not in kwargs and "torch_dtype" not in kwargs:
-            kwargs["dtype"] = (
-                torch.float32
-            )  # weights stored in fp16 (spire-tiny) still run in fp32 unless asked
+            # weights stored in fp16 still run in fp32 unless a dtype is asked for
+            kwargs["dtype"] = torch.float32
         return super().from_pretrained(str(path), **kwargs)
 
     @classmethod
