@@ -193,3 +193,22 @@ def test_classical_denoising_beats_identity_when_told_sigma():
     blind_gain = psnr(classical(y, "", "Remove all degradation"), x) - psnr(y, x)
     assert blind_gain.item() > 1.0  # estimated sigma
     assert torch.equal(identity(y), y)
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_launch_match_one(photos, tmp_path):
+    import subprocess
+    import sys
+
+    build = ["bench", "build", "--images", str(photos), "--n", "5", "--size", "48", "--seed", "1"]
+    assert main([*build, "--prompt", "Denoise with sigma 0.05", "-o", str(tmp_path / "b")]) == 0
+    run = ["bench", "run", str(tmp_path / "b"), "--method", "classical", "--metrics", "psnr,ssim"]
+    assert main([*run, "-o", str(tmp_path / "one")]) == 0
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "spire_ir"]  # fmt: skip
+    subprocess.run([*launch, *run, "-o", str(tmp_path / "two")], check=True, capture_output=True, timeout=300)
+    one = sorted((tmp_path / "one" / "metrics.csv").read_text().splitlines())
+    two = sorted((tmp_path / "two" / "metrics.csv").read_text().splitlines())
+    assert one == two and len(one) == 6  # header + 5 items, merged from both processes
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["items"] == 5
