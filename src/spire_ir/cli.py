@@ -705,10 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="AlexNet features as safetensors for lpips (or SPIRE_LPIPS_BACKBONE)",
     )
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, 20 for most)")
-    p.add_argument(
-        "--guidance", type=float, default=None, help="CFG scale (default: the model's, 4.0 for most)"
-    )
+    _add_steps_and_guidance(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run folder")
     p.set_defaults(func=cmd_bench)
@@ -723,17 +720,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_steps_and_guidance(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, 20 for most)")
+    p.add_argument(
+        "--guidance", type=float, default=None,
+        help="CFG scale on the semantic prompt, <=1: off (default: the model's, 4.0 for most)",
+    )  # fmt: skip
+
+
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default=None,
         help="a SPIRE pipeline folder (default: the built-in spire-tiny, when installed)",
     )
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, 20 for most)")
-    p.add_argument(
-        "--guidance", type=float, default=None,
-        help="CFG scale on the semantic prompt, <=1: off (default: the model's, 4.0 for most)",
-    )  # fmt: skip
+    _add_steps_and_guidance(p)
     p.add_argument("--negative-prompt", default="", help="negative semantic prompt (default: empty)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--start", choices=("noised_lq", "noise"), default="noised_lq", help="starting latent")

@@ -41,6 +41,7 @@ __all__ = [
     "fixed_samples",
     "folder_items",
     "folders_items",
+    "map_dataset",
     "restoration_prompt_variant",
 ]
 
@@ -254,15 +255,26 @@ class EpochBatchSampler(torch.utils.data.Sampler):
             global_batch += 1
 
 
+def map_dataset(config: DataConfig) -> SpireDataset:
+    """The indexable dataset of a folder, COCO or scenes source (WebDataset shards are streamed instead)."""
+    if config.source == "webdataset":
+        raise ValueError("WebDataset shards are streamed; they have no indexable dataset")
+    if config.source == "coco":
+        if not config.captions:
+            raise ValueError("data.captions must point to a COCO captions JSON for source: coco")
+        items = coco_items(config.path, config.captions)
+    elif config.source == "scenes":
+        items = None
+    else:
+        items = folders_items(config.path, config.repeats)
+    return SpireDataset(items, config)
+
+
 def fixed_samples(data: DataConfig, count: int) -> list[dict]:
     """The first ``count`` samples of a fixed epoch (the same at every validation)."""
     if data.source == "webdataset":
         return []
-    sources = {
-        "coco": lambda: coco_items(data.path, data.captions),
-        "folder": lambda: folders_items(data.path, data.repeats),
-    }
-    dataset = SpireDataset(sources[data.source]() if data.source in sources else None, data)
+    dataset = map_dataset(data)
     picked = [dataset[(10**6, i)] for i in range(min(count, len(dataset)))]
     return [s for s in picked if s is not None]
 
@@ -329,15 +341,7 @@ def build_dataloader(
         stream = _webdataset_stream(config, batch_size, start_batch, epoch_seed=0)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers)
         return loader, None
-    if config.source == "coco":
-        if not config.captions:
-            raise ValueError("data.captions must point to a COCO captions JSON for source: coco")
-        items = coco_items(config.path, config.captions)
-    elif config.source == "scenes":
-        items = None
-    else:
-        items = folders_items(config.path, config.repeats)
-    dataset = SpireDataset(items, config)
+    dataset = map_dataset(config)
     sampler = EpochBatchSampler(len(dataset), batch_size, config.seed, start_batch, rank, world_size)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers,

@@ -84,15 +84,11 @@ def vae_loss(vae, batch: dict, generator: torch.Generator, config: VaeConfig) ->
 
 def _pca_images(data: DataConfig, count: int) -> torch.Tensor:
     """``count`` training crops spread evenly over the dataset (epoch 0's draws), (count, 3, R, R) in [0, 1]."""
-    from ..data import SpireDataset, coco_items, folders_items
+    from ..data import map_dataset
 
     if data.source == "webdataset":
         raise ValueError("model.shortcut: the PCA start needs a folder, coco or scenes source")
-    items = {
-        "folder": lambda: folders_items(data.path, data.repeats),
-        "coco": lambda: coco_items(data.path, data.captions),
-    }
-    dataset = SpireDataset(items[data.source]() if data.source in items else None, data)
+    dataset = map_dataset(data)
     picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().long().unique()
     samples = [dataset[(0, int(i))] for i in picks]
     return torch.stack([s["x"] for s in samples if s is not None])
