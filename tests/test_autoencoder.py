@@ -82,3 +82,39 @@ def test_tiled_decode_goes_through_the_shortcut():
 def test_pca_start_needs_the_shortcut():
     with pytest.raises(ValueError, match="shortcut=True"):
         SpireAutoencoderKL(**SHAPE, shortcut=False).init_from_patches(_photos(1))
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_latent_scaling_gives_channel_stds_in_proportion_to_pixel_stds(tmp_path, power):
+    from spire_ir.models.autoencoder import from_model_latents, set_latent_scaling, to_model_latents
+
+    torch.manual_seed(0)
+    vae = SpireAutoencoderKL(**SHAPE).eval()
+    x = _photos()
+    vae.init_from_patches(x)
+    target = set_latent_scaling(vae, x, power)
+    with torch.no_grad():
+        z = vae.encode(x * 2 - 1).latent_dist.mean
+    model = to_model_latents(vae, z)
+    measured = model.std(dim=(0, 2, 3))
+    assert torch.allclose(measured, target, rtol=1e-3)
+    assert abs(float(model.mean())) < 1e-4 and abs(float(target.pow(2).mean()) - 1) < 1e-5
+    # the PCA start: a channel's pixel std is the square root of its eigenvalue, so stds fall with the component
+    # index for power > 0, and are all 1 (whitening) for power 0
+    if power == 0:
+        assert torch.allclose(target, torch.ones(6), atol=1e-4)
+    else:
+        assert bool((target[:-1] >= target[1:] - 1e-4).all()) and float(target[0] / target[-1]) > 2
+    assert torch.allclose(from_model_latents(vae, model), z, atol=1e-5)
+    vae.save_pretrained(tmp_path / "vae")  # the scaling travels in the config
+    reloaded = load_vae(tmp_path / "vae")
+    assert torch.allclose(to_model_latents(reloaded, z), model, atol=1e-5)
+
+
+def test_without_latent_stats_the_model_latents_are_scaled_only():
+    from spire_ir.models.autoencoder import from_model_latents, to_model_latents
+
+    vae = SpireAutoencoderKL(**SHAPE, scaling_factor=0.5)
+    z = torch.randn(2, 6, 4, 4)
+    assert torch.equal(to_model_latents(vae, z), z * 0.5)
+    assert torch.equal(from_model_latents(vae, z * 0.5), z)

@@ -75,6 +75,7 @@ def test_spire_tiny_style_vae_and_v_prediction_prior_train_and_chain(tmp_path):
     vae_config = load_config(VaeTrainConfig, "configs/tiny-vae.yaml", [
         *SMALL, f"output_dir={tmp_path / 'vae'}", "model.shortcut=true", "model.mid_attention=false",
         "model.latent_channels=12", "model.scaling_factor=1.0", "model.pca_images=8", "model.recon=mse",
+        "model.latent_power=1.0",
     ])  # fmt: skip
     vae_task = VaeTask(vae_config)
     with torch.no_grad():  # the PCA start already reconstructs the training scenes well
@@ -95,6 +96,9 @@ def test_spire_tiny_style_vae_and_v_prediction_prior_train_and_chain(tmp_path):
 
     pipe = SpirePipeline.from_base(base)
     assert type(pipe.vae).__name__ == "SpireAutoencoderKL"
+    assert len(pipe.vae.config.latents_std) == 12  # latent_power: natural channel proportions, set at export
+    stds = torch.tensor(pipe.vae.config.latents_std)
+    assert float(stds.max() / stds.min()) > 2
     assert pipe.scheduler.config.prediction_type == "v_prediction"
     assert pipe.tokenizer.model_max_length == 16
     lines = [json.loads(line) for line in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()]

@@ -33,7 +33,11 @@ from PIL import Image
 from .color import color_fix as apply_color_fix
 from .image_utils import pil_to_tensor, tensor_to_pil
 from .models.adaptor import SpireAdaptor, modulate_unet
-from .models.autoencoder import SpireAutoencoderKL  # imported so that folders naming it load
+from .models.autoencoder import (  # SpireAutoencoderKL imported so that folders naming it load
+    SpireAutoencoderKL,
+    from_model_latents,
+    to_model_latents,
+)
 from .text import encode_text
 
 logger = logging.getLogger(__name__)
@@ -272,10 +276,10 @@ class SpirePipeline(DiffusionPipeline):
     def _encode_latents(self, image: torch.Tensor) -> torch.Tensor:
         """VAE posterior mean of a [0, 1] image, scaled; image: (B, 3, H, W)."""
         latent = self.vae.encode(image.to(self.vae.dtype) * 2 - 1).latent_dist.mode()
-        return latent * self.vae.config.scaling_factor
+        return to_model_latents(self.vae, latent)
 
     def _decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.float()
+        image = self.vae.decode(from_model_latents(self.vae, latents.to(self.vae.dtype))).sample.float()
         return image.add_(1).div_(2).clamp_(0, 1)
 
     def _set_vae_tiling(self, tile_size: int | None, tile_overlap: int) -> dict | None:

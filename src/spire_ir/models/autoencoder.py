@@ -23,7 +23,7 @@ from diffusers import (
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-__all__ = ["SpireAutoencoderKL", "load_vae"]
+__all__ = ["SpireAutoencoderKL", "from_model_latents", "load_vae", "set_latent_scaling", "to_model_latents"]
 
 
 class _ShortcutEncoder(nn.Module):
@@ -134,6 +134,71 @@ class SpireAutoencoderKL(AutoencoderKL):
         decoder.body.conv_out.weight.zero_()
         decoder.body.conv_out.bias.zero_()
         return values / eigenvalues.clamp(min=0).sum()
+
+
+def to_model_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
+    """VAE latents (B, C, h, w) -> the diffusion model's latents, diffusers' convention.
+
+    ``(z - latents_mean) * scaling_factor / latents_std`` per channel when the VAE config sets ``latents_mean`` /
+    ``latents_std`` (as SDXL-era VAEs do), else ``z * scaling_factor``.
+    """
+    config = vae.config
+    if config.latents_std is None:
+        return z * config.scaling_factor
+    mean, std = _channel_stats(config, z)
+    return (z - mean) * config.scaling_factor / std
+
+
+def from_model_latents(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``to_model_latents``: the diffusion model's latents -> the VAE decoder's input."""
+    config = vae.config
+    if config.latents_std is None:
+        return latents / config.scaling_factor
+    mean, std = _channel_stats(config, latents)
+    return latents * std / config.scaling_factor + mean
+
+
+def _channel_stats(config, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    channels = len(config.latents_std)
+    mean = config.latents_mean if config.latents_mean is not None else [0.0] * channels
+    shape = (1, channels, 1, 1)
+    return (
+        torch.tensor(mean, dtype=like.dtype, device=like.device).view(shape),
+        torch.tensor(config.latents_std, dtype=like.dtype, device=like.device).view(shape),
+    )
+
+
+@torch.no_grad()
+def set_latent_scaling(vae: SpireAutoencoderKL, images: torch.Tensor, power: float) -> torch.Tensor:
+    """Set ``latents_mean`` / ``latents_std`` so the diffusion model sees channels with *partial* whitening.
+
+    A whitened latent gives every channel unit variance, so a diffusion loss spends as much effort on a channel
+    that adds faint texture as on one that carries the picture's layout. With ``power`` p each model-space channel
+    gets standard deviation proportional to n_c^p, where n_c is the pixel-space standard deviation the channel
+    contributes (its latent std times the norm of its linear decoder column): p = 0 keeps whitening, p = 1 gives
+    natural (PCA) proportions. The stds are normalised to a mean variance of 1; ``scaling_factor`` becomes 1.
+
+    Args:
+        vae: a ``SpireAutoencoderKL`` with the shortcut.
+        images: (N, 3, H, W) in [0, 1], H and W multiples of the factor.
+        power: p in [0, 1].
+
+    Returns:
+        the model-space standard deviation of each channel, (C,).
+    """
+    if not getattr(vae.config, "shortcut", False):
+        raise ValueError("set_latent_scaling needs a SpireAutoencoderKL with shortcut=True")
+    if not 0.0 <= power <= 1.0:
+        raise ValueError(f"power must lie in [0, 1], got {power}")
+    z = vae.encode(images.to(vae.dtype) * 2 - 1).latent_dist.mean.double()
+    mean, std = z.mean(dim=(0, 2, 3)), z.std(dim=(0, 2, 3)).clamp(min=1e-8)
+    pixel_std = std * vae.decoder.proj.weight.double()[:, :, 0, 0].norm(dim=0)
+    target = pixel_std.pow(power)
+    target = target / target.pow(2).mean().sqrt()
+    vae.register_to_config(
+        latents_mean=mean.tolist(), latents_std=(std / target).tolist(), scaling_factor=1.0
+    )
+    return target.float()
 
 
 def load_vae(path, **kwargs) -> AutoencoderKL:

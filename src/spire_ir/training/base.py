@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DataConfig, fixed_samples
+from ..models.autoencoder import from_model_latents, to_model_latents
 from ..text import encode_text
 from .loop import LoopConfig, move, run_loop
 
@@ -117,7 +118,7 @@ def sample_base(unet, vae, tokenizer, text_encoder, scheduler, captions: list[st
         out = unet(model_input, t, encoder_hidden_states=torch.cat([uncond, cond])).sample
         u, c = out.chunk(2)
         latents = scheduler.step(u + guidance_scale * (c - u), t, latents).prev_sample
-    return ((vae.decode(latents / vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+    return ((vae.decode(from_model_latents(vae, latents)).sample + 1) / 2).clamp(0, 1)
 
 
 class BaseTask:
@@ -169,7 +170,7 @@ class BaseTask:
         with torch.no_grad():
             posterior = self.vae.encode(batch["x"].to(device, self.vae.dtype) * 2 - 1).latent_dist
             noise_z = torch.randn(posterior.mean.shape, generator=generator).to(device, posterior.mean.dtype)
-            latents = (posterior.mean + posterior.std * noise_z).float() * self.vae.config.scaling_factor
+            latents = to_model_latents(self.vae, (posterior.mean + posterior.std * noise_z).float())
             embeds = encode_text(self.tokenizer, self.text_encoder, batch["c_s"], device)
         noise = torch.randn(latents.shape, generator=generator).to(device)
         t = torch.randint(

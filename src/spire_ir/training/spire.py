@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..data import fixed_samples
 from ..models.adaptor import SpireAdaptor, modulate_unet
+from ..models.autoencoder import to_model_latents
 from ..text import encode_text
 from .loop import LoopConfig, move, run_loop
 
@@ -56,7 +57,7 @@ def spire_loss(
         latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
             device
         )
-        latents = latents.float() * vae.config.scaling_factor
+        latents = to_model_latents(vae, latents.float())
         e_s = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_s"], device).to(dtype)
         e_r = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_r"], device)
     noise = torch.randn(latents.shape, generator=generator).to(device)

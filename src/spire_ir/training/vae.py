@@ -31,6 +31,9 @@ class VaeConfig:
     # SpireAutoencoderKL: a linear space-to-channel shortcut, started from the whitened PCA of training patches
     shortcut: bool = False
     pca_images: int = 256  # training crops whose patches give the PCA (shortcut only)
+    # shortcut only: at export, per-channel latents_mean/latents_std so the diffusion model sees channel stds
+    # proportional to (pixel std)^latent_power, measured on the PCA crops (0: whitened; 1: natural proportions)
+    latent_power: float | None = None
     init: str | None = None  # continue from a saved vae folder
     recon: Literal["l1", "mse"] = "l1"
     kl_weight: float = 1e-4
@@ -128,6 +131,12 @@ class VaeTask:
         return {"psnr": psnr, "grid": grid}
 
     def export(self, model, run_dir: Path) -> Path:
+        power = self.config.model.latent_power
+        if power is not None:
+            from ..models.autoencoder import set_latent_scaling
+
+            model.eval()
+            set_latent_scaling(model, _pca_images(self.config.data, self.config.model.pca_images), power)
         model.save_pretrained(run_dir / "vae")
         return run_dir / "vae"
 
