@@ -136,6 +136,7 @@ def test_run_resumes_and_report_has_the_table_layout(photos, tmp_path, capsys):
 
 def test_unavailable_metric_is_reported_with_what_it_needs(photos, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SPIRE_LPIPS_BACKBONE", raising=False)
+    monkeypatch.delenv("SPIRE_FID_WEIGHTS", raising=False)
     bench = tmp_path / "bench"
     assert (
         main(["bench", "build", "--images", str(photos), "--n", "1", "--size", "64", "-o", str(bench)]) == 0
@@ -157,7 +158,8 @@ def test_unavailable_metric_is_reported_with_what_it_needs(photos, tmp_path, cap
         == 0
     )
     err = capsys.readouterr().err
-    assert "lpips: needs" in err and "AlexNet weights" in err and "fid: unavailable" in err
+    assert "lpips: needs" in err and "AlexNet weights" in err
+    assert "fid: needs" in err and "pt_inception-2015-12-05" in err and "--fid-weights" in err
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert set(summary["unavailable"]) == {"lpips", "fid"} and set(summary["metrics"]) == {"psnr"}
 

@@ -51,12 +51,16 @@ def test_registry_records_conventions():
     metric = create_metric("psnr", crop_border=4, y_channel=True)
     assert metric.describe() == {"name": "psnr", "lower_better": False, "full_reference": True, "input": "RGB [0, 1]",
                                  "data_range": 1.0, "crop_border": 4, "y_channel": True}  # fmt: skip
-    assert list_metrics() == ["brisque", "clip_i", "clip_t", "clipiqa", "lpips", "niqe", "psnr", "ssim"]
+    assert list_metrics() == [
+        "brisque", "clip_i", "clip_t", "clipiqa", "lpips", "maniqa", "musiq", "niqe", "psnr", "ssim",
+    ]  # fmt: skip
     with pytest.raises(ValueError, match="unknown metric 'sharpness'"):
         create_metric("sharpness")
     from spire_ir.metrics import MetricUnavailable
 
-    with pytest.raises(MetricUnavailable, match=r"fid: unavailable.*Inception weights"):
+    with pytest.raises(MetricUnavailable, match=r"musiq: needs .*--iqa-weights DIR"):
+        create_metric("musiq")
+    with pytest.raises(ValueError, match="fid is a set-level metric"):
         create_metric("fid")
 
 

@@ -497,6 +497,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 args.bench, args.method, args.output, model=args.model, prompts_mode=args.prompts,
                 metrics=tuple(args.metrics.split(",")), steps=args.steps, guidance=args.guidance, seed=args.seed,
                 crop_border=args.crop_border, clip_model=args.clip_model, lpips_backbone=args.lpips_backbone,
+                fid_weights=args.fid_weights, iqa_weights=args.iqa_weights,
             )  # fmt: skip
             if summary:
                 means = ", ".join(
@@ -704,6 +705,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--lpips-backbone",
         default=None,
         help="AlexNet features as safetensors for lpips (or SPIRE_LPIPS_BACKBONE)",
+    )
+    p.add_argument(
+        "--fid-weights",
+        default=None,
+        help="FID Inception-v3 (pt_inception-2015-12-05) as safetensors for fid (or SPIRE_FID_WEIGHTS)",
+    )
+    p.add_argument(
+        "--iqa-weights",
+        default=None,
+        help="folder with musiq.safetensors / maniqa.safetensors (pyiqa's KonIQ models; needs the pyiqa "
+        "extra) (or SPIRE_IQA_WEIGHTS)",
     )
     _add_steps_and_guidance(p)
     p.add_argument("--seed", type=int, default=0)

@@ -33,15 +33,6 @@ class MetricUnavailable(RuntimeError):
     """A metric that needs pretrained weights which are not available here; the message says what it needs."""
 
 
-# Learned metrics of the paper's tables. None of their weights ships in any package, and this version does not
-# compute them yet; asking for one gives this line instead of a silent skip or a random-weight number.
-NEEDS_WEIGHTS = {
-    "fid": "FID needs the Inception weights pt_inception-2015-12-05 (and is biased below 2,048 images)",
-    "musiq": "MUSIQ needs its pretrained weights (pyiqa)",
-    "maniqa": "MANIQA needs its pretrained weights (pyiqa)",
-}
-
-
 def _check(image: torch.Tensor, name: str) -> None:
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
         raise ValueError(
@@ -453,6 +444,108 @@ def clip_image_features(
         )
 
 
+# ------------------------------------------------------------------------------- MUSIQ and MANIQA (pyiqa)
+
+# pyiqa's architectures, with the user's KonIQ-10k checkpoints: the optional extra `pyiqa` (PolyForm Noncommercial)
+PYIQA_METRICS = {
+    "musiq": "MUSIQ (Ke et al. 2021), KonIQ-10k model, about 0-100",
+    "maniqa": "MANIQA (Yang et al. 2022), KonIQ-10k model, about 0-1",
+}
+
+
+def _iqa_weights_path(name: str, folder: str | None) -> str:
+    import os
+
+    folder = folder or os.environ.get("SPIRE_IQA_WEIGHTS")
+    return _local_path(
+        os.path.join(folder, f"{name}.safetensors") if folder else None, "", folder=False,
+        message=f"{name}: needs pyiqa's {name} KonIQ-10k checkpoint converted to safetensors as {name}.safetensors "
+        f"(scripts/convert_weights.py pyiqa CHECKPOINT DIR/{name}.safetensors): pass --iqa-weights DIR or set "
+        "SPIRE_IQA_WEIGHTS=DIR; it also needs the optional extra: pip install torch==2.14.1 torchvision==0.29.1 "
+        "'spire-ir[pyiqa]' (pyiqa's licence is non-commercial)",
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=2)
+def _load_pyiqa(name: str, path: str):
+    from unittest import mock
+
+    from safetensors.torch import load_file
+
+    try:
+        import pyiqa
+        import timm
+    except ImportError as error:
+        raise MetricUnavailable(
+            f"{name}: needs the optional extra pyiqa ({error}): pip install torch==2.14.1 torchvision==0.29.1 "
+            "'spire-ir[pyiqa]' (pyiqa's licence is non-commercial)"
+        ) from error
+    create = timm.create_model
+    # MANIQA's constructor asks timm for ImageNet ViT weights (a download) that its own checkpoint replaces whole
+    with mock.patch.object(timm, "create_model", lambda *a, **k: create(*a, **{**k, "pretrained": False})):
+        metric = pyiqa.create_metric(name, pretrained=False, device="cpu")
+    try:
+        metric.net.load_state_dict(load_file(path), strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path} is not pyiqa's {name} network: {str(error)[:300]}") from error
+    return metric.eval()
+
+
+def _pyiqa_metric(name: str) -> Callable[..., torch.Tensor]:
+    def score(image: torch.Tensor, reference: torch.Tensor | None = None, weights: str = "", **_: Any):
+        _check(image, "image")
+        metric = _load_pyiqa(name, weights)
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(0)  # MANIQA averages random crops: the same image always gets the same score
+            return metric(image.float()).flatten().double()
+
+    score.__name__ = name
+    score.__doc__ = f"{PYIQA_METRICS[name]}; higher is better, (B,)."
+    return score
+
+
+def _fid_weights_path(weights: str | None) -> str:
+    return _local_path(
+        weights, "SPIRE_FID_WEIGHTS", folder=False,
+        message="fid: needs the FID Inception weights pt_inception-2015-12-05-6726825d.pth (pytorch-fid's release; "
+        "no package ships them) converted to safetensors with scripts/convert_weights.py inception: pass "
+        "--fid-weights FILE or set SPIRE_FID_WEIGHTS",
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=2)
+def _load_inception(path: str):
+    from safetensors.torch import load_file
+
+    from .evaluation.inception import FIDInceptionV3
+
+    net = FIDInceptionV3()
+    state = {k: v for k, v in load_file(path).items() if not k.startswith(("fc.", "AuxLogits."))}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} is not the FID Inception-v3 in torchvision's layout: {len(missing)} missing tensors "
+            f"({', '.join(missing[:3])}...), {len(unexpected)} unexpected ({', '.join(unexpected[:3])}...)"
+        )
+    return net.eval().requires_grad_(False)
+
+
+def inception_features(
+    images: torch.Tensor, weights: str | None = None, batch_size: int = 32
+) -> torch.Tensor:
+    """FID's Inception-v3 pool features of (N, 3, H, W) RGB images in [0, 1], (N, 2048) float64.
+
+    ``weights``: the converted safetensors file (else ``$SPIRE_FID_WEIGHTS``); MetricUnavailable when absent.
+    """
+    _check(images, "images")
+    net = _load_inception(_fid_weights_path(weights))
+    with torch.no_grad():
+        return torch.cat(
+            [net(images[i : i + batch_size].float()).double() for i in range(0, len(images), batch_size)]
+        )
+
+
 def frechet_distance(features_a: torch.Tensor | np.ndarray, features_b: torch.Tensor | np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (the FID formula), (N, D) and (M, D).
 
@@ -479,7 +572,9 @@ def frechet_distance(features_a: torch.Tensor | np.ndarray, features_b: torch.Te
 
 # Set-level metrics, computed by `spire bench run` over the merged set (not per image).
 SET_METRICS = {
-    "fd_clip": "Fréchet distance between CLIP image embeddings of the outputs and the clean images"
+    "fid": "FID: Fréchet distance between Inception-v3 pool features (pt_inception-2015-12-05) of the outputs and "
+    "the clean images; pytorch-fid's input convention (bilinear resize to 299, no antialiasing)",
+    "fd_clip": "Fréchet distance between CLIP image embeddings of the outputs and the clean images",
 }
 FID_MIN_IMAGES = 2048
 
@@ -549,6 +644,8 @@ _REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], bool, bool]] = {
     "clip_t": (clip_t, False, False),
     "clipiqa": (clipiqa, False, False),
     "lpips": (lpips, True, True),
+    "musiq": (_pyiqa_metric("musiq"), False, False),
+    "maniqa": (_pyiqa_metric("maniqa"), False, False),
 }
 
 
@@ -563,16 +660,16 @@ def create_metric(
     y_channel: bool | None = None,
     clip_model: str | None = None,
     lpips_backbone: str | None = None,
+    iqa_weights: str | None = None,
 ) -> Metric:
     """A metric by name with explicit conventions, e.g. ``create_metric("psnr", crop_border=4, y_channel=True)``.
 
     ``y_channel=None`` takes the metric's usual convention: RGB for PSNR/SSIM, luma for NIQE.
     """
-    if name in NEEDS_WEIGHTS:
-        raise MetricUnavailable(
-            f"{name}: unavailable in this version of spire-ir — {NEEDS_WEIGHTS[name]}; it is reported as "
-            "unavailable rather than computed with random weights. Available now: "
-            + ", ".join(list_metrics())
+    if name in SET_METRICS:
+        raise ValueError(
+            f"{name} is a set-level metric (one number over a set of images), not a per-image one: use "
+            f"`spire bench run --metrics {name}`, or spire_ir.metrics.frechet_distance on the features"
         )
     if name not in _REGISTRY:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(list_metrics())}")
@@ -583,6 +680,10 @@ def create_metric(
         return Metric(
             name, function, lower_better, full_reference, {"backbone": _lpips_backbone_path(lpips_backbone)}
         )
+    if name in PYIQA_METRICS:
+        path = _iqa_weights_path(name, iqa_weights)
+        _load_pyiqa(name, path)  # the extra's absence or a wrong checkpoint is reported now, not per image
+        return Metric(name, function, lower_better, full_reference, {"weights": path})
     if name in ("clip_i", "clip_t", "clipiqa"):
         path = _clip_model_path(clip_model)
         return Metric(

@@ -14,6 +14,7 @@ every metric convention. Under ``accelerate launch`` items are sharded across pr
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -183,20 +184,35 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _set_metrics(names, bench: Path, output: Path, manifest: dict, clip_model, unavailable: dict):
-    """Metrics over the whole (merged) set: ``fd_clip``. Returns (scores, warnings)."""
-    from ..metrics import FID_MIN_IMAGES, MetricUnavailable, clip_image_features, frechet_distance
+def _set_metrics(names, bench: Path, output: Path, manifest: dict, clip_model, fid_weights, unavailable):
+    """Metrics over the whole (merged) set: ``fid``, ``fd_clip``. Returns (scores, warnings)."""
+    from ..metrics import (
+        FID_MIN_IMAGES,
+        SET_METRICS,
+        MetricUnavailable,
+        _clip_model_path,
+        _fid_weights_path,
+        clip_image_features,
+        frechet_distance,
+        inception_features,
+    )
 
     scores, warnings_ = {}, []
     for name in names:
         try:
+            # unavailable weights are reported before any image is read
+            if name == "fid":
+                features = functools.partial(inception_features, weights=_fid_weights_path(fid_weights))
+            else:
+                features = functools.partial(clip_image_features, clip_model=_clip_model_path(clip_model))
+            # one image at a time: outputs may differ in size; the features are per image
             restored = torch.cat(
-                [load_image(output / "images" / f"{i['id']}.png").tensor for i in manifest["items"]]
+                [features(load_image(output / "images" / f"{i['id']}.png").tensor) for i in manifest["items"]]
             )
-            clean = torch.cat([load_image(bench / i["x"]).tensor for i in manifest["items"]])
+            clean = torch.cat([features(load_image(bench / i["x"]).tensor) for i in manifest["items"]])
             scores[name] = {
-                "value": frechet_distance(clip_image_features(restored, clip_model), clip_image_features(clean, clip_model)),
-                "lower_better": True, "images": len(manifest["items"]), "features": "CLIP image embeddings",
+                "value": frechet_distance(restored, clean), "lower_better": True,
+                "images": len(manifest["items"]), "features": SET_METRICS[name],
             }  # fmt: skip
             if len(manifest["items"]) < FID_MIN_IMAGES:
                 warnings_.append(
@@ -220,6 +236,8 @@ def run_bench(
     crop_border: int = 0,
     clip_model: str | None = None,
     lpips_backbone: str | None = None,
+    fid_weights: str | None = None,
+    iqa_weights: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Restore every bench item with ``method``, score it, write per-item results and the summary (resumable).
@@ -257,11 +275,10 @@ def run_bench(
         if name in SET_METRICS:
             continue
         try:
-            scorers.append(
-                create_metric(
-                    name, crop_border=crop_border, clip_model=clip_model, lpips_backbone=lpips_backbone
-                )
-            )
+            scorers.append(create_metric(
+                name, crop_border=crop_border, clip_model=clip_model, lpips_backbone=lpips_backbone,
+                iqa_weights=iqa_weights,
+            ))  # fmt: skip
         except MetricUnavailable as error:
             unavailable[name] = str(error)
             logger.warning("%s", error)
@@ -317,7 +334,9 @@ def run_bench(
         ]
         means[metric.name] = sum(values) / len(values) if values else None
         counts[metric.name] = len(values)
-    set_scores, warnings_ = _set_metrics(set_metrics, bench, output, manifest, clip_model, unavailable)
+    set_scores, warnings_ = _set_metrics(
+        set_metrics, bench, output, manifest, clip_model, fid_weights, unavailable
+    )
     summary = {
         "bench": str(bench), "setting": manifest["setting"], "items": len(rows), "method": method,
         "model": str(model) if model else None, "prompts": prompts_mode,
