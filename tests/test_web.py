@@ -133,9 +133,10 @@ def test_browser_restore_flow(tmp_path):
                 page.goto(url)
                 page.locator("#restore-input input[type=file]").set_input_files(str(photo))
                 page.locator("#semantic-prompt textarea").fill("a cat")
-                page.locator("#builder-blind input").uncheck()
-                page.locator("#builder-denoise-on input").check()
                 textbox = page.locator("#restoration-prompt textarea")
+                page.locator("#builder-blind input").uncheck()
+                playwright.expect(textbox).to_have_value("", timeout=15000)  # blind off, no operation on yet
+                page.locator("#builder-denoise-on input").check()
                 # let the tick's round trip finish first, or its update can overwrite the value typed below
                 playwright.expect(textbox).to_have_value("Denoise with sigma 0.05", timeout=15000)
                 number = page.locator("#builder-denoise input[type=number]")

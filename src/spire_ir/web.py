@@ -314,14 +314,17 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
             gr.Examples(_examples(studio.outdir), inputs=[image, semantic, restoration], label="Examples")
 
             builder_inputs = [blind, with_values, *controls]
+            # one queue for every prompt-builder event, so quick clicks are answered in order and the prompt shown
+            # always reflects the last click (separate queues could finish out of order)
+            in_order = dict(api_name=False, concurrency_id="prompt-builder", concurrency_limit=1)
             for control in builder_inputs:
-                control.input(controls_to_prompt, builder_inputs, restoration, api_name=False)
+                control.input(controls_to_prompt, builder_inputs, restoration, **in_order)
 
             def text_to_builder(text: str):
                 state, note = prompt_to_controls(text)
                 return (*state, note)
 
-            restoration.input(text_to_builder, restoration, [*builder_inputs, warning], api_name=False)
+            restoration.input(text_to_builder, restoration, [*builder_inputs, warning], **in_order)
 
             def restore_fn(img, sem, res, st, gd, sd, n, cf, tl, progress=gr.Progress()):
                 return studio.restore(img, sem, res, st, gd, sd, n, cf, tl, progress=progress)
