@@ -190,7 +190,7 @@ def set_latent_scaling(vae: SpireAutoencoderKL, images: torch.Tensor, power: flo
         raise ValueError("set_latent_scaling needs a SpireAutoencoderKL with shortcut=True")
     if not 0.0 <= power <= 1.0:
         raise ValueError(f"power must lie in [0, 1], got {power}")
-    z = vae.encode(images.to(vae.dtype) * 2 - 1).latent_dist.mean.double()
+    z = vae.encode(images.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mean.double()
     mean, std = z.mean(dim=(0, 2, 3)), z.std(dim=(0, 2, 3)).clamp(min=1e-8)
     pixel_std = std * vae.decoder.proj.weight.double()[:, :, 0, 0].norm(dim=0)
     target = pixel_std.pow(power)
