@@ -201,11 +201,12 @@ def _backgrounds() -> dict[str, torch.Tensor]:
 
 
 def train_classifier(backgrounds, steps: int = 600, seed: int = 5000) -> tuple[ShapeClassifier, float]:
-    torch.manual_seed(0)
     images, _, labels = _single_shape_scenes(seed, 2000, backgrounds)
     held, _, held_labels = _single_shape_scenes(seed + 1, 200, backgrounds)
     labels_t = torch.tensor(labels)
-    model = ShapeClassifier()
+    with torch.random.fork_rng():  # seeded initialisation without touching the caller's global RNG
+        torch.manual_seed(0)
+        model = ShapeClassifier()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
