@@ -2,8 +2,8 @@
 # spire-tiny stages 2 (prior) and 3 (adaptor) on one GPU, each within a wall-clock budget. Same configs as
 # scripts/train_spire_tiny.sh, with larger batches; stage 1 (the VAE) trains on CPU. A short probe run measures
 # each stage's step rate on this machine; the training run turns its budget into max_steps with that rate, so the
-# cosine schedule ends on time (the probe's rate leaves start-up out: a 40-step probe that counted it predicted 1,050 samples/s
-# on an H100 where training reached 1,590).
+# cosine schedule ends on time. The probe's rate leaves start-up out: a 40-step probe that counted it predicted
+# 1,050 samples/s on an H100 where training reached 1,590.
 #
 #   MODE=probe bash scripts/train_spire_tiny_gpu.sh                          # 60 steps of each: $RUNS/rates.json
 #   PRIOR_SECONDS=270 ADAPTOR_SECONDS=200 bash scripts/train_spire_tiny_gpu.sh
