@@ -1,9 +1,12 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import ControlNetModel, UNet2DConditionModel
 from torch import nn
 
+from helpers import make_photo
 from spire_ir.models import SpireAdaptor, modulate_unet, skip_channels
+from spire_ir.models.autoencoder import SpireAutoencoderKL, set_latent_scaling, to_model_latents
 from spire_ir.testing import TINY_UNET, tiny_components
 
 
@@ -34,10 +37,12 @@ def test_skip_count_comes_from_the_unet_config():
     assert skip_channels(sd15)[:4] == [320, 320, 320, 320] and skip_channels(sd15)[-1] == 1280
 
 
-@pytest.mark.parametrize("fusion", ["modulation", "additive"])
-def test_zero_init_identity(parts, fusion):
+@pytest.mark.parametrize(
+    ("fusion", "stem"), [("modulation", "conv"), ("additive", "conv"), ("modulation", "unshuffle")]
+)
+def test_zero_init_identity(parts, fusion, stem):
     unet = parts["unet"]
-    adaptor = SpireAdaptor.from_unet(unet, fusion=fusion)
+    adaptor = SpireAdaptor.from_unet(unet, fusion=fusion, condition_stem=stem)
     z, y, e_r, e_s = _inputs()
     reference = unet(z, 500, e_s).sample
     with modulate_unet(unet, adaptor(z, 500, y, e_r)):
@@ -104,9 +109,10 @@ def test_modulation_is_one_plus_gamma_times_f_plus_beta(parts):
         assert torch.allclose(f_hat, expected, atol=1e-6)
 
 
-def test_gradients_reach_every_adaptor_part_and_not_the_frozen_unet(parts):
+@pytest.mark.parametrize("stem", ["conv", "unshuffle"])
+def test_gradients_reach_every_adaptor_part_and_not_the_frozen_unet(parts, stem):
     unet = parts["unet"]
-    adaptor = SpireAdaptor.from_unet(unet)
+    adaptor = SpireAdaptor.from_unet(unet, condition_stem=stem)
     adaptor.train()
     before = {n: p.detach().clone() for n, p in adaptor.named_parameters()}
     optimiser = torch.optim.AdamW(adaptor.parameters(), lr=1e-3)
@@ -152,3 +158,35 @@ def test_controlnet_copies_the_unet_encoder(parts):
         adaptor.controlnet.down_blocks[0].resnets[0].conv1.weight, unet.down_blocks[0].resnets[0].conv1.weight
     )
     assert len(adaptor.fusion_convs) == len(reference.controlnet_down_blocks) + 1
+
+
+def test_unshuffle_stem_starts_as_the_vae_patch_encoder_in_model_latent_units(parts, tmp_path):
+    shape = dict(
+        block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4, latent_channels=4,
+    )  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        vae = SpireAutoencoderKL(**shape).eval()
+    photos = torch.cat([make_photo(64, 64, seed=i) for i in range(4)])
+    vae.init_from_patches(photos)
+    set_latent_scaling(vae, photos, power=0.5)  # a non-trivial per-channel mean and std
+    adaptor = SpireAdaptor.from_unet(parts["unet"], condition_stem="unshuffle", stem_channels=6)
+    assert adaptor.init_condition_stem(vae)
+    _, y, _, _ = _inputs()
+    with torch.no_grad():
+        stem = adaptor.controlnet.controlnet_cond_embedding
+        h = stem.proj(F.pixel_unshuffle(y, 8))
+        linear = to_model_latents(vae, vae.encoder.proj(F.pixel_unshuffle(y * 2 - 1, 8)))
+    assert h.shape == (2, 6, 8, 8)
+    assert torch.allclose(h[:, :4], linear, atol=1e-5)
+    # the conv stem has no such projection: nothing changes
+    plain = SpireAdaptor.from_unet(parts["unet"])
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    assert not plain.init_condition_stem(vae)
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in before.items())
+    # the stem is part of the saved model
+    adaptor.save_pretrained(tmp_path / "adaptor")
+    loaded = SpireAdaptor.from_pretrained(tmp_path / "adaptor", local_files_only=True)
+    assert loaded.config.condition_stem == "unshuffle"
+    assert torch.equal(loaded.controlnet.controlnet_cond_embedding.proj.weight, stem.proj.weight)

@@ -118,3 +118,30 @@ def test_without_latent_stats_the_model_latents_are_scaled_only():
     z = torch.randn(2, 6, 4, 4)
     assert torch.equal(to_model_latents(vae, z), z * 0.5)
     assert torch.equal(from_model_latents(vae, z * 0.5), z)
+
+
+@pytest.mark.parametrize("power", [0.0, 1.0])
+def test_latent_pixel_weights_match_the_pixel_energy_of_a_unit_latent_step(power):
+    from spire_ir.models.autoencoder import from_model_latents, latent_pixel_weights, set_latent_scaling
+
+    torch.manual_seed(0)
+    vae = SpireAutoencoderKL(**SHAPE).eval()
+    x = _photos()
+    vae.init_from_patches(x)
+    set_latent_scaling(vae, x, power)
+    weights = latent_pixel_weights(vae)
+    # independently: step each model-space channel by 1 and measure the change of the decoder's linear path
+    energy = []
+    with torch.no_grad():
+        zero = vae.decoder.proj(from_model_latents(vae, torch.zeros(1, 6, 1, 1)))
+        for c in range(6):
+            step = torch.zeros(1, 6, 1, 1)
+            step[0, c] = 1.0
+            energy.append(float((vae.decoder.proj(from_model_latents(vae, step)) - zero).pow(2).sum()))
+    energy = torch.tensor(energy)
+    assert torch.allclose(weights, energy / energy.mean(), rtol=1e-4)
+    if power == 1.0:  # natural proportions already make the model-space MSE a pixel-space MSE
+        assert torch.allclose(weights, torch.ones(6), rtol=1e-3)
+    else:  # whitened: the first principal component carries most of the picture
+        assert float(weights[0]) > 2 and float(weights[0]) == float(weights.max())
+    assert latent_pixel_weights(SpireAutoencoderKL(**SHAPE, shortcut=False)) is None

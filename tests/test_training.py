@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from spire_ir.cli import main
 from spire_ir.config import load_config
 from spire_ir.data import fixed_samples
+from spire_ir.models.autoencoder import to_model_latents
 from spire_ir.training.base import BaseTask, BaseTrainConfig
 from spire_ir.training.loop import run_loop
 from spire_ir.training.spire import SpireTask, TrainConfig, spire_loss
@@ -103,6 +104,33 @@ def test_spire_tiny_style_vae_and_v_prediction_prior_train_and_chain(tmp_path):
     assert pipe.tokenizer.model_max_length == 16
     lines = [json.loads(line) for line in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()]
     assert lines and all("loss" in line for line in lines if "val/psnr" not in line)
+    # stage 3 on it: the space-to-depth E' starts as the VAE's patch encoder; the loss weights follow pixel energy
+    spire_config = load_config(TrainConfig, "configs/tiny-smoke.yaml", [
+        *SMALL, f"output_dir={tmp_path / 'adaptor'}", f"model.base={base}", "model.condition_stem=unshuffle",
+        "model.loss_weighting=pixel",
+    ])  # fmt: skip
+    spire_task = SpireTask(spire_config)
+    weights = spire_task.parts["loss_weights"]
+    assert weights.shape == (12,)
+    assert torch.allclose(weights, torch.ones(12), rtol=1e-3)  # natural proportions: the loss is pixel MSE already
+    vae = spire_task.parts["vae"]
+    y = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        stem = spire_task.trainable.controlnet.controlnet_cond_embedding
+        h = stem.proj(torch.nn.functional.pixel_unshuffle(y, 8))[:, :12]
+        linear = to_model_latents(vae, vae.encoder.proj(torch.nn.functional.pixel_unshuffle(y * 2 - 1, 8)))
+    assert torch.allclose(h, linear, atol=1e-4)
+    restorer = SpirePipeline.from_pretrained(run_loop(spire_config, spire_task))
+    assert restorer.adaptor.config.condition_stem == "unshuffle"
+    out = restorer(y[:1], num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt")
+    assert out.images.shape == (1, 3, 64, 64) and bool(torch.isfinite(out.images).all())
+
+
+def test_pixel_loss_weighting_needs_a_shortcut_vae(tmp_path):
+    overrides = [*SMALL, f"output_dir={tmp_path}", "model.loss_weighting=pixel"]
+    config = load_config(TrainConfig, "configs/tiny-smoke.yaml", overrides)
+    with pytest.raises(ValueError, match="loss_weighting: pixel needs a VAE with the linear shortcut"):
+        SpireTask(config)
 
 
 def test_overfitting_a_fixed_batch_halves_the_loss():

@@ -14,6 +14,13 @@ input channels, conv_in([z_t ; E'(y)]) = conv_in_z(z_t) + conv_in_e(E'(y)); the 
 embedding plays the role of conv_in_e (the new input channels of a concatenated conv_in, also zero at start). The
 two are the same function class and the same initialisation, so we keep diffusers' additive form.
 
+**Condition stems.** ``condition_stem="conv"`` is diffusers' E' (stride-2 3×3 convs, widths (16, 32, 96, 256)).
+``condition_stem="unshuffle"`` is a space-to-depth stem: y is cut into f×f patches (``pixel_unshuffle``), a 1×1
+conv projects each patch, a residual pair of 3×3 convs refines it and a zero-initialised conv gives E'(y). Every
+pixel of y reaches the ControlNet through a linear path, and the projection can start as the VAE's own linear
+patch encoder (:meth:`SpireAdaptor.init_condition_stem`), so a small adaptor trained briefly does not first have to
+rediscover what the VAE already knows about the latent space. Both are small conv downsamplers of y.
+
 **Fusion modes.** ``fusion="modulation"`` (SPIRE): each M_i is Conv2d(C, 2C, 1) split into (γ, β).
 ``fusion="additive"`` (the paper's "ControlNet-SR" ablation, plain ControlNet): M_i is Conv2d(C, C, 1) giving β,
 with γ = 0, i.e. f + r. Both are zero-initialised, so a fresh adaptor leaves the frozen UNet's output unchanged.
@@ -32,8 +39,9 @@ from diffusers import ControlNetModel, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
+from torch.nn import functional as F
 
-__all__ = ["Modulation", "SpireAdaptor", "modulate_unet", "skip_channels"]
+__all__ = ["Modulation", "SpireAdaptor", "UnshuffleConditioningEmbedding", "modulate_unet", "skip_channels"]
 
 # UNet config keys that decide whether an adaptor fits a UNet (they fix the skip features' shapes and the text width).
 _FIT_KEYS = (
@@ -80,6 +88,28 @@ def _zero(module: nn.Module) -> nn.Module:
     return module
 
 
+class UnshuffleConditioningEmbedding(nn.Module):
+    """E' as a space-to-depth stem: y (B, 3, H, W) in [0, 1] -> (B, out_channels, H/f, W/f).
+
+    h = proj(unshuffle_f(y)); E'(y) = conv_out(h + body(h)). ``body``'s last conv and ``conv_out`` start at zero,
+    so a fresh stem adds nothing to the ControlNet (as diffusers' embedding) and h starts as a linear patch code.
+    """
+
+    def __init__(self, factor: int, channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.proj = nn.Conv2d(3 * factor**2, channels, 1)
+        self.body = nn.Sequential(
+            nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.SiLU(), _zero(nn.Conv2d(channels, channels, 3, padding=1)),
+        )  # fmt: skip
+        self.conv_out = _zero(nn.Conv2d(channels, out_channels, 3, padding=1))
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        h = self.proj(F.pixel_unshuffle(condition, self.factor))
+        return self.conv_out(h + self.body(h))
+
+
 @dataclass
 class Modulation:
     """Per-skip (γ, β) for one UNet call.
@@ -122,6 +152,9 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         fusion: "modulation" ((1+γ)·f + β) or "additive" (f + β, plain ControlNet).
         restoration_prompt: how c_r was written in training: "with_params", "without_params" or "none".
         base_unet: the fingerprint of the UNet config this adaptor fits.
+        condition_stem: E', "conv" (diffusers' embedding) or "unshuffle" (:class:`UnshuffleConditioningEmbedding`).
+        vae_scale_factor: f, pixels per latent cell (used by the "unshuffle" stem).
+        stem_channels: width of the "unshuffle" stem.
     """
 
     _supports_gradient_checkpointing = True
@@ -134,8 +167,13 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         fusion: str = "modulation",
         restoration_prompt: str = "with_params",
         base_unet: dict | None = None,
+        condition_stem: str = "conv",
+        vae_scale_factor: int = 8,
+        stem_channels: int = 64,
     ) -> None:
         super().__init__()
+        if condition_stem not in ("conv", "unshuffle"):
+            raise ValueError(f"condition_stem must be 'conv' or 'unshuffle', got {condition_stem!r}")
         if fusion not in ("modulation", "additive"):
             raise ValueError(f"fusion must be 'modulation' or 'additive', got {fusion!r}")
         if restoration_prompt not in ("with_params", "without_params", "none"):
@@ -149,6 +187,10 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
             [nn.Identity() for _ in self.controlnet.controlnet_down_blocks]
         )
         self.controlnet.controlnet_mid_block = nn.Identity()
+        if condition_stem == "unshuffle":
+            self.controlnet.controlnet_cond_embedding = UnshuffleConditioningEmbedding(
+                vae_scale_factor, stem_channels, config["block_out_channels"][0]
+            )
         factor = 2 if fusion == "modulation" else 1
         self.fusion_convs = nn.ModuleList([_zero(nn.Conv2d(c, factor * c, 1)) for c in skip_channels])
 
@@ -162,6 +204,8 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         vae_scale_factor: int = 8,
         restoration_prompt: str = "with_params",
         conditioning_embedding_out_channels: tuple[int, ...] | None = None,
+        condition_stem: str = "conv",
+        stem_channels: int = 64,
     ) -> SpireAdaptor:
         """A fresh adaptor whose ControlNet copies the UNet's encoder weights (``ControlNetModel.from_unet``).
 
@@ -171,6 +215,8 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
             vae_scale_factor: pixels per latent cell; E' downsamples y by this factor with stride-2 convs.
             restoration_prompt: recorded in the config (the prompt variant used in training).
             conditioning_embedding_out_channels: E' widths; default (16, 32, 96, 256) cut to log2(factor)+1.
+            condition_stem: "conv" (diffusers' E') or "unshuffle" (space-to-depth E'; see the module docstring).
+            stem_channels: width of the "unshuffle" stem.
         """
         steps = int(vae_scale_factor).bit_length() - 1
         if 2**steps != vae_scale_factor:
@@ -195,14 +241,46 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
             fusion=fusion,
             restoration_prompt=restoration_prompt,
             base_unet=_unet_fingerprint(unet.config),
+            condition_stem=condition_stem,
+            vae_scale_factor=vae_scale_factor,
+            stem_channels=stem_channels,
         )
-        state = {
-            k: v
-            for k, v in controlnet.state_dict().items()
-            if not k.startswith(("controlnet_down_blocks", "controlnet_mid_block"))
-        }
+        skip = ["controlnet_down_blocks", "controlnet_mid_block"]
+        if condition_stem != "conv":  # the unshuffle stem keeps its own fresh weights
+            skip.append("controlnet_cond_embedding")
+        state = {k: v for k, v in controlnet.state_dict().items() if not k.startswith(tuple(skip))}
+        if condition_stem != "conv":
+            stem = adaptor.controlnet.controlnet_cond_embedding.state_dict()
+            state.update({f"controlnet_cond_embedding.{k}": v for k, v in stem.items()})
         adaptor.controlnet.load_state_dict(state, strict=True)
         return adaptor if unet.dtype == adaptor.dtype else adaptor.to(dtype=unet.dtype)
+
+    @torch.no_grad()
+    def init_condition_stem(self, vae: nn.Module) -> bool:
+        """Start the "unshuffle" stem's projection as the VAE's linear patch encoder (``SpireAutoencoderKL``).
+
+        The VAE's shortcut maps unshuffle_f(2y - 1) to the latent mean. The copy reads y in [0, 1] and includes the
+        VAE's latent scaling (``to_model_latents``), so at the start h holds the linear part of the diffusion
+        model's latent of y in the first C_latent stem channels; the rest keep their random start. Returns False
+        (and changes nothing) when the stem or the VAE has no such projection.
+        """
+        from .autoencoder import to_model_latents
+
+        stem = self.controlnet.controlnet_cond_embedding
+        source = getattr(getattr(vae, "encoder", None), "proj", None)
+        if not isinstance(stem, UnshuffleConditioningEmbedding) or not isinstance(source, nn.Conv2d):
+            return False
+        if source.in_channels != stem.proj.in_channels or source.out_channels > stem.proj.out_channels:
+            return False
+        n = source.out_channels
+        weight = source.weight.double()[:, :, 0, 0]  # (C, 3f²)
+        bias = source.bias.double() if source.bias is not None else torch.zeros(n, dtype=torch.float64)
+        # z = W(2y - 1) + b = 2W·y + (b - W·1); then the model latent is a·z + c per channel
+        shift = to_model_latents(vae, torch.zeros(1, n, 1, 1, dtype=torch.float64)).flatten()
+        scale = to_model_latents(vae, torch.ones(1, n, 1, 1, dtype=torch.float64)).flatten() - shift
+        stem.proj.weight[:n] = (scale[:, None] * 2 * weight)[:, :, None, None].to(stem.proj.weight)
+        stem.proj.bias[:n] = (scale * (bias - weight.sum(dim=1)) + shift).to(stem.proj.bias)
+        return True
 
     def check_fits(self, unet: UNet2DConditionModel) -> None:
         """Raise ValueError if this adaptor was built for a UNet of another shape."""

@@ -201,6 +201,25 @@ def set_latent_scaling(vae: SpireAutoencoderKL, images: torch.Tensor, power: flo
     return target.float()
 
 
+@torch.no_grad()
+def latent_pixel_weights(vae: AutoencoderKL) -> torch.Tensor | None:
+    """How much pixel-space energy a unit step in each diffusion-model latent channel carries, mean 1, (C,).
+
+    For a ``SpireAutoencoderKL`` the decoder's linear shortcut gives it: a unit step in model-space channel c moves
+    the raw latent by ``latents_std[c] / scaling_factor`` and the image by that times the norm of decoder column c.
+    A diffusion loss weighted by these numbers approximates the pixel-space MSE of the predicted x₀, so a small
+    model spends its capacity where PSNR is decided instead of on faint texture channels. ``None`` for a VAE
+    without the shortcut.
+    """
+    if not getattr(vae.config, "shortcut", False):
+        return None
+    columns = vae.decoder.proj.weight.double()[:, :, 0, 0].norm(dim=0)
+    channels = columns.numel()
+    std = torch.tensor(vae.config.latents_std or [1.0] * channels, dtype=torch.float64)
+    energy = (std / vae.config.scaling_factor * columns).pow(2)
+    return (energy / energy.mean()).float()
+
+
 def load_vae(path, **kwargs) -> AutoencoderKL:
     """Load a local VAE folder as the class its config names (``SpireAutoencoderKL`` or ``AutoencoderKL``)."""
     import json

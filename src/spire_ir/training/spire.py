@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..data import fixed_samples
 from ..models.adaptor import SpireAdaptor, modulate_unet
-from ..models.autoencoder import to_model_latents
+from ..models.autoencoder import latent_pixel_weights, to_model_latents
 from ..text import encode_text
 from .loop import LoopConfig, move, run_loop
 
@@ -33,6 +33,11 @@ class ModelConfig:
     adaptor: str | None = None  # continue from a saved adaptor folder
     fusion: Literal["modulation", "additive"] = "modulation"  # "additive" = the paper's ControlNet-SR
     prediction_type: str | None = None  # override the base scheduler's ("epsilon" | "v_prediction")
+    condition_stem: Literal["conv", "unshuffle"] = "conv"  # E': diffusers' stride-2 convs, or space-to-depth
+    stem_channels: int = 64  # width of the "unshuffle" stem; its projection starts as the VAE's patch encoder
+    # "pixel": weight each latent channel's loss by the pixel energy it carries (latent_pixel_weights), so the loss
+    # approximates the pixel-space error of x̂₀; "uniform": the paper's plain MSE
+    loss_weighting: Literal["uniform", "pixel"] = "uniform"
 
 
 @dataclass
@@ -45,7 +50,8 @@ class TrainConfig(LoopConfig):
 def spire_loss(
     parts: dict[str, Any], adaptor: torch.nn.Module, batch: dict, generator: torch.Generator
 ) -> torch.Tensor:
-    """Eq. 1 on one batch. parts: frozen vae, unet, text_encoder, tokenizer, scheduler (a DDPM-style one).
+    """Eq. 1 on one batch. parts: frozen vae, unet, text_encoder, tokenizer, scheduler (a DDPM-style one), and
+    optionally loss_weights, (C,) per latent channel (``ModelConfig.loss_weighting``).
 
     batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
     """
@@ -75,7 +81,11 @@ def spire_loss(
         target = scheduler.get_velocity(latents, noise, t)
     else:
         target = noise
-    return F.mse_loss(prediction.float(), target.float())
+    weights = parts.get("loss_weights")
+    if weights is None:
+        return F.mse_loss(prediction.float(), target.float())
+    error = (prediction.float() - target.float()).pow(2).mean(dim=(0, 2, 3))
+    return (error * weights.to(error.device)).mean()
 
 
 def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
@@ -114,8 +124,18 @@ class SpireTask:
                 adaptor = SpireAdaptor.from_unet(
                     self.parts["unet"], fusion=config.model.fusion, vae_scale_factor=vae_factor,
                     restoration_prompt=config.data.restoration_prompt,
+                    condition_stem=config.model.condition_stem, stem_channels=config.model.stem_channels,
                 )  # fmt: skip
+                adaptor.init_condition_stem(self.parts["vae"])
         adaptor.register_to_config(restoration_prompt=config.data.restoration_prompt)
+        if config.model.loss_weighting == "pixel":
+            weights = latent_pixel_weights(self.parts["vae"])
+            if weights is None:
+                raise ValueError(
+                    "model.loss_weighting: pixel needs a VAE with the linear shortcut (SpireAutoencoderKL, as "
+                    "`spire train-vae` makes); use loss_weighting: uniform for other VAEs"
+                )
+            self.parts["loss_weights"] = weights
         self.trainable = adaptor.float().requires_grad_(True)
         if config.gradient_checkpointing:
             self.parts["unet"].enable_gradient_checkpointing()
