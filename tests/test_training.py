@@ -112,7 +112,8 @@ def test_spire_tiny_style_vae_and_v_prediction_prior_train_and_chain(tmp_path):
     spire_task = SpireTask(spire_config)
     weights = spire_task.parts["loss_weights"]
     assert weights.shape == (12,)
-    assert torch.allclose(weights, torch.ones(12), rtol=1e-3)  # natural proportions: the loss is pixel MSE already
+    # natural proportions (latent_power 1.0): the model-space MSE is already a pixel-space MSE
+    assert torch.allclose(weights, torch.ones(12), rtol=1e-3)
     vae = spire_task.parts["vae"]
     y = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
