@@ -5,6 +5,8 @@
     python scripts/eval_spire_tiny.py base-grid --base runs/spire-tiny/base/base -o docs/images/spire-tiny/base.png
     python scripts/eval_spire_tiny.py strength --model spire-tiny -o results/strength.json
     python scripts/eval_spire_tiny.py semantic --model spire-tiny -o results/semantic.json
+    python scripts/eval_spire_tiny.py x0 --model runs/spire-tiny/adaptor/pipeline -o results/x0.json
+    python scripts/eval_spire_tiny.py sweep --model runs/spire-tiny/adaptor/pipeline -o results/sweep.json
 
 * ``vae``: reconstruction PSNR on the evaluation photos and scenes (the VAE caps every restoration), and the
   linear (PCA) start's PSNR for comparison.
@@ -14,6 +16,12 @@
   output − Gaussian blur σ = 1.5 of it) should fall as s grows: Spearman ρ(s, energy) per image, averaged. The same
   for blur σ = 2.0 and "Deblur with sigma s", s in {0.5, 1.0, 1.5, 2.0, 3.0, 4.0}, where sharpening more should
   raise the energy (ρ > 0).
+* ``x0``: how much of the restoration one model call carries, with and without the adaptor. The evaluation photos
+  (128²) get noise σ = 0.10; the clean latent is noised to t and the model's x̂₀ is decoded and scored against the
+  clean photo (PSNR), for t in {50, 200, 400, 600, 800, 999}. Without the adaptor the frozen prior only sees z_t.
+* ``sweep``: restoration PSNR on the evaluation photos (256²) for each card task, at several ``strength`` values
+  (the noised-input start running that fraction of the 20-step schedule), empty semantic prompt, beside the input's
+  PSNR. A quick check for choosing a model's default strength, not a ``spire bench`` run.
 * ``checkpoint``: a pipeline folder from a ``spire train`` checkpoint (the ablations compare runs at one step).
 * ``semantic``: the paper's Fig. 6 at small scale. A small CNN is trained on clean single-shape scenes (seed 5000,
   never used elsewhere) to name the shape (circle, square, triangle, star). Held-out single-shape scenes (seed
@@ -270,6 +278,70 @@ def cmd_semantic(args: argparse.Namespace) -> dict:
     return out
 
 
+CARD_TASKS = (
+    "Denoise with sigma 0.05", "Denoise with sigma 0.10", "Deblur with sigma 1.5", "Deblur with sigma 2.5",
+    "Dejpeg with quality 30", "Upsample to 4.0", "Remove all degradation",
+)  # fmt: skip
+
+
+@torch.no_grad()
+def cmd_x0(args: argparse.Namespace) -> dict:
+    from spire_ir.degradations import degrade
+    from spire_ir.metrics import psnr
+    from spire_ir.models.adaptor import modulate_unet
+    from spire_ir.seeding import make_generator
+
+    pipe = _pipeline(args.model)
+    x, _, names = _folder(EVAL / "photos")
+    x = F.interpolate(x, size=(128, 128), mode="bicubic", antialias=True).clamp(0, 1)
+    y = torch.cat([degrade(x[i : i + 1], args.task, make_generator(i))[0] for i in range(len(x))]).clamp(0, 1)
+    z0 = pipe._encode_latents(x)
+    out: dict = {"model": args.model, "task": args.task, "images": names,
+                 "input_psnr": float(psnr(y, x).mean()),
+                 "vae_psnr": float(psnr(pipe._decode_latents(z0), x).mean()), "t": {}}  # fmt: skip
+    scheduler, batch = pipe.scheduler, len(x)
+    e_s, e_r = pipe.encode_prompt([""] * batch), pipe.encode_prompt([args.task] * batch)
+    for t in (50, 200, 400, 600, 800, 999):
+        alpha_bar = scheduler.alphas_cumprod[t]
+        a, sigma = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        noise = torch.randn(z0.shape, generator=make_generator(t))
+        z_t = a * z0 + sigma * noise
+        timestep = torch.tensor([t])
+        row = {}
+        for name, modulation in (("prior", None), ("adaptor", pipe.adaptor(z_t, timestep, y, e_r))):
+            with modulate_unet(pipe.unet, modulation):
+                output = pipe.unet(z_t, timestep, encoder_hidden_states=e_s).sample
+            if scheduler.config.prediction_type == "v_prediction":
+                x0 = a * z_t - sigma * output
+            else:
+                x0 = (z_t - sigma * output) / a
+            row[name] = float(psnr(pipe._decode_latents(x0), x).mean())
+        out["t"][str(t)] = row
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict:
+    from spire_ir.degradations import degrade
+    from spire_ir.metrics import psnr
+    from spire_ir.seeding import make_generator
+
+    pipe = _pipeline(args.model)
+    x, _, names = _folder(EVAL / "photos")
+    strengths = [float(v) for v in args.strengths.split(",")]
+    out: dict = {"model": args.model, "images": names, "steps": args.steps, "strengths": strengths,
+                 "tasks": {}}  # fmt: skip
+    for task in CARD_TASKS:
+        y = torch.cat([degrade(x[i : i + 1], task, make_generator(i))[0] for i in range(len(x))]).clamp(0, 1)
+        row = {"input": float(psnr(y, x).mean())}
+        for strength in strengths:
+            restored = pipe(y, prompt="", restoration_prompt=task, num_inference_steps=args.steps,
+                            strength=strength, generator=make_generator(0), output_type="pt").images.float()  # fmt: skip
+            row[str(strength)] = float(psnr(restored, x).mean())
+        out["tasks"][task] = row
+        print(task, {k: round(v, 2) for k, v in row.items()}, flush=True)
+    return out
+
+
 def cmd_checkpoint(args: argparse.Namespace) -> dict:
     """A pipeline folder from a `spire train` config and one of its checkpoints (for runs stopped early)."""
     from safetensors.torch import load_file
@@ -305,6 +377,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--grid", default=None, help="also write a PNG grid of six items")
+    p = sub.add_parser("x0")
+    p.add_argument("--model", default="spire-tiny")
+    p.add_argument("--task", default="Denoise with sigma 0.10")
+    p = sub.add_parser("sweep")
+    p.add_argument("--model", default="spire-tiny")
+    p.add_argument("--strengths", default="0.1,0.2,0.3")
+    p.add_argument("--steps", type=int, default=20)
     p = sub.add_parser("checkpoint")
     p.add_argument("--config", required=True, help="the spire train config of the run")
     p.add_argument("--set", action="append", help="the run's --set overrides")
@@ -313,7 +392,7 @@ def main() -> None:
         p.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
     commands = {"vae": cmd_vae, "base-grid": cmd_base_grid, "strength": cmd_strength, "semantic": cmd_semantic,
-                "checkpoint": cmd_checkpoint}  # fmt: skip
+                "x0": cmd_x0, "sweep": cmd_sweep, "checkpoint": cmd_checkpoint}  # fmt: skip
     result = commands[args.command](args)
     if args.command not in ("base-grid", "checkpoint"):
         from spire_ir.image_utils import save_json

@@ -1,6 +1,10 @@
 """Copy a trained pipeline folder into the package as the built-in spire-tiny, weights stored in fp16.
 
-    python scripts/export_spire_tiny.py runs/spire-tiny/adaptor/pipeline -o src/spire_ir/weights/spire-tiny
+    python scripts/export_spire_tiny.py runs/spire-tiny/adaptor/pipeline -o src/spire_ir/weights/spire-tiny \
+        --default-strength 0.3
+
+``--default-steps`` / ``--default-guidance`` / ``--default-strength`` become the model's sampler defaults (what
+``spire restore`` uses when no flag is given); docs/training.md says how they were chosen.
 
 Every component is stored in fp16 and loaded back in fp32. The script checks that this costs no quality: it
 restores the evaluation photos with the fp32 source and with the fp16 export (same seed) and requires the two
@@ -30,21 +34,29 @@ def main() -> None:
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--images", default="data/spire-mini/eval/photos")
     parser.add_argument("--min-psnr", type=float, default=45.0)
+    parser.add_argument("--default-steps", type=int, default=None)
+    parser.add_argument("--default-guidance", type=float, default=None)
+    parser.add_argument("--default-strength", type=float, default=None)
     args = parser.parse_args()
     from spire_ir.image_utils import load_image
     from spire_ir.metrics import psnr
     from spire_ir.pipeline import SpirePipeline
 
     source = SpirePipeline.from_pretrained(args.pipeline, dtype=torch.float32)
+    defaults = {"default_steps": args.default_steps, "default_guidance": args.default_guidance,
+                "default_strength": args.default_strength}  # fmt: skip
+    source.register_to_config(**{k: v for k, v in defaults.items() if v is not None})
     output = Path(args.output)
     staging = output.with_name(output.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     source.to(dtype=torch.float16)
     source.save_pretrained(staging)
-    source.to(dtype=torch.float32)
+    # the round trip to fp16 changed `source` in place: compare against a fresh fp32 copy of the trained weights
+    source = SpirePipeline.from_pretrained(args.pipeline, dtype=torch.float32)
+    source.register_to_config(**{k: v for k, v in defaults.items() if v is not None})
     exported = SpirePipeline.from_pretrained(staging, dtype=torch.float32)
     files = sorted(Path(args.images).glob("*.png"))[:4]
-    y = torch.cat([load_image(f).tensor for f in files])
+    y = torch.cat([load_image(f).tensor for f in files])  # the evaluation photos are 256² crops
     y = (y + 0.08 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     results = []
     for pipe in (source, exported):

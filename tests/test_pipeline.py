@@ -180,3 +180,21 @@ def test_model_folder_sets_its_default_steps_and_guidance(pipe, tmp_path):
         is not None
     )
     assert calls[-1] == 2
+
+
+def test_model_folder_sets_its_default_strength(pipe, tmp_path):
+    pipe.register_to_config(default_strength=0.5)
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.register_to_config(default_strength=1.0)
+    loaded = SpirePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.config.default_strength == 0.5
+    image = make_photo(32, 32)
+    calls = []
+    default = _run(loaded, image, num_inference_steps=4, callback=lambda step, total: calls.append(total))
+    assert calls == [2, 2]  # half of the 4-step schedule
+    assert torch.equal(default, _run(loaded, image, num_inference_steps=4, strength=0.5))
+    assert not torch.equal(default, _run(loaded, image, num_inference_steps=4, strength=1.0))
+    with pytest.raises(ValueError, match="default_strength must be in"):
+        SpirePipeline(**{**tiny_components(), "default_strength": 0.0})

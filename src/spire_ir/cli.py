@@ -118,8 +118,9 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 
 NO_MODEL_MESSAGE = (
-    "no model given, and no built-in spire-tiny weights are installed (this version does not ship them; they are "
-    "looked up in the package or in $SPIRE_IR_WEIGHTS/spire-tiny): pass --model DIR, a SPIRE pipeline folder. "
+    "no model given, and the built-in spire-tiny weights are missing from this installation (they are looked up "
+    "in the package's spire_ir/weights/spire-tiny, or in $SPIRE_IR_WEIGHTS/spire-tiny when that is set): reinstall "
+    "the package, unset SPIRE_IR_WEIGHTS, or pass --model DIR, a SPIRE pipeline folder. "
     "Make one with `spire train CONFIG` (a trained model), or `spire new-model --preset tiny -o DIR` (random "
     "weights, for trying the tools)"
 )
@@ -166,6 +167,8 @@ def _load_pipeline(args: argparse.Namespace):
         args.steps = int(pipe.config.default_steps)
     if getattr(args, "guidance", 0) is None:
         args.guidance = float(pipe.config.default_guidance)
+    if getattr(args, "strength", 0) is None:
+        args.strength = float(pipe.config.get("default_strength", 1.0))
     return pipe, {"device": device, "precision": precision}
 
 
@@ -751,7 +754,11 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--start", choices=("noised_lq", "noise"), default="noised_lq", help="starting latent")
     p.add_argument(
-        "--strength", type=float, default=1.0, help="with noised_lq: fraction of the schedule to run"
+        "--strength",
+        type=float,
+        default=None,
+        help="with noised_lq: fraction of the schedule to run (default: the model's; 1.0 for trained models, "
+        "less for spire-tiny)",
     )
     p.add_argument("--adaptor-scale", type=float, default=1.0, help="scales the adaptor's (γ, β)")
     p.add_argument(

@@ -138,8 +138,8 @@ def resolve_model_path(path: str | Path) -> Path:
         folder = builtin_model_dir(str(path))
         if not (folder / "model_index.json").is_file():
             raise FileNotFoundError(
-                f"the built-in {path} weights are not in this installation ({folder}); this version does not ship "
-                "them. Pass a local model folder, or set SPIRE_IR_WEIGHTS to a folder holding spire-tiny/"
+                f"the built-in {path} weights are not in this installation ({folder}): reinstall the package, "
+                "point SPIRE_IR_WEIGHTS at a folder holding spire-tiny/, or pass a local model folder"
             )
         return folder
     return Path(path)
@@ -178,10 +178,15 @@ class SpirePipeline(DiffusionPipeline):
         scheduler: Any,
         default_steps: int = 20,
         default_guidance: float = 4.0,
+        default_strength: float = 1.0,
     ) -> None:
         super().__init__()
         adaptor.check_fits(unet)
-        self.register_to_config(default_steps=default_steps, default_guidance=default_guidance)
+        if not 0 < default_strength <= 1:
+            raise ValueError(f"default_strength must be in (0, 1], got {default_strength}")
+        self.register_to_config(
+            default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength
+        )
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,
@@ -341,7 +346,7 @@ class SpirePipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         num_images_per_prompt: int = 1,
         start: str = "noised_lq",
-        strength: float = 1.0,
+        strength: float | None = None,
         adaptor_scale: float = 1.0,
         color_fix: str = "wavelet",
         tile_size: int | None = None,
@@ -367,7 +372,8 @@ class SpirePipeline(DiffusionPipeline):
             num_images_per_prompt: samples per input image.
             start: "noised_lq" starts from the VAE latent of y noised to the first timestep (keeps global colour);
                 "noise" starts from pure noise, as the paper describes.
-            strength: with "noised_lq", the fraction of the schedule to run (1.0 = all steps).
+            strength: with "noised_lq", the fraction of the schedule to run (1.0 = all steps). Default: the
+                model's ``default_strength`` (1.0 unless it says otherwise; spire-tiny runs part of the schedule).
             adaptor_scale: multiplies (γ, β); 1.0 = as trained.
             color_fix: "wavelet", "adain" or "none" (take low frequencies from y).
             tile_size: latent-tiled sampling and tiled VAE with tiles of this many pixels when the image is larger.
@@ -384,6 +390,8 @@ class SpirePipeline(DiffusionPipeline):
         batch, _, height, width = pixels.shape
         if start not in ("noised_lq", "noise"):
             raise ValueError(f"start must be 'noised_lq' or 'noise', got {start!r}")
+        if strength is None:
+            strength = float(self.config.get("default_strength", 1.0))
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         if output_type not in ("pil", "np", "pt"):

@@ -169,7 +169,8 @@ def _spire_method(
         return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
                     generator=make_generator(seed), output_type="pt").images.float()  # fmt: skip
 
-    return restore, {"steps": steps, "guidance": guidance, "seed": seed}
+    strength = float(pipe.config.get("default_strength", 1.0))
+    return restore, {"steps": steps, "guidance": guidance, "strength": strength, "seed": seed}
 
 
 def _versions() -> dict[str, str]:
