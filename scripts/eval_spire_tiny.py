@@ -21,7 +21,8 @@
   clean photo (PSNR), for t in {50, 200, 400, 600, 800, 999}. Without the adaptor the frozen prior only sees z_t.
 * ``sweep``: restoration PSNR on the evaluation photos (256²) for each card task, at several ``strength`` values
   (the noised-input start running that fraction of the 20-step schedule), empty semantic prompt, beside the input's
-  PSNR. A quick check for choosing a model's default strength, not a ``spire bench`` run.
+  PSNR. A quick check for choosing a model's default strength, not a ``spire bench`` run. ``--adaptor-scale 0``
+  is the control: the frozen prior alone, started from the noised input (SDEdit) with the same colour fix.
 * ``checkpoint``: a pipeline folder from a ``spire train`` checkpoint (the ablations compare runs at one step).
 * ``semantic``: the paper's Fig. 6 at small scale. A small CNN is trained on clean single-shape scenes (seed 5000,
   never used elsewhere) to name the shape (circle, square, triangle, star). Held-out single-shape scenes (seed
@@ -329,13 +330,14 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     x, _, names = _folder(EVAL / "photos")
     strengths = [float(v) for v in args.strengths.split(",")]
     out: dict = {"model": args.model, "images": names, "steps": args.steps, "strengths": strengths,
-                 "tasks": {}}  # fmt: skip
-    for task in CARD_TASKS:
+                 "adaptor_scale": args.adaptor_scale, "tasks": {}}  # fmt: skip
+    for task in args.task or CARD_TASKS:
         y = torch.cat([degrade(x[i : i + 1], task, make_generator(i))[0] for i in range(len(x))]).clamp(0, 1)
         row = {"input": float(psnr(y, x).mean())}
         for strength in strengths:
             restored = pipe(y, prompt="", restoration_prompt=task, num_inference_steps=args.steps,
-                            strength=strength, generator=make_generator(0), output_type="pt").images.float()  # fmt: skip
+                            strength=strength, adaptor_scale=args.adaptor_scale, generator=make_generator(0),
+                            output_type="pt").images.float()  # fmt: skip
             row[str(strength)] = float(psnr(restored, x).mean())
         out["tasks"][task] = row
         print(task, {k: round(v, 2) for k, v in row.items()}, flush=True)
@@ -383,6 +385,8 @@ def main() -> None:
     p = sub.add_parser("sweep")
     p.add_argument("--model", default="spire-tiny")
     p.add_argument("--strengths", default="0.1,0.2,0.3")
+    p.add_argument("--task", action="append", help="a restoration prompt (repeatable; default: the card's)")
+    p.add_argument("--adaptor-scale", type=float, default=1.0, help="0: the frozen prior alone, as a control")
     p.add_argument("--steps", type=int, default=20)
     p = sub.add_parser("checkpoint")
     p.add_argument("--config", required=True, help="the spire train config of the run")
