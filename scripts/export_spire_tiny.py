@@ -1,7 +1,7 @@
 """Copy a trained pipeline folder into the package as the built-in spire-tiny, weights stored in fp16.
 
     python scripts/export_spire_tiny.py runs/spire-tiny/adaptor/pipeline -o src/spire_ir/weights/spire-tiny \
-        --default-strength 0.3
+        --default-strength 0.1
 
 ``--default-steps`` / ``--default-guidance`` / ``--default-strength`` become the model's sampler defaults (what
 ``spire restore`` uses when no flag is given); docs/training.md says how they were chosen.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the built-in spire-tiny model from scratch with the project's own commands, then copy it into the package.
-# On 2 CPU cores: VAE 9 min, prior about 3 h (the shipped-recipe prior was an H100 run of the same config, 90 s;
+# On 2 CPU cores: VAE 9 min, prior about 3 h (the recipe's prior was an H100 run of the same config, 90 s;
 # scripts/train_spire_tiny_gpu.sh), adaptor 37 min. Status: docs/training.md, "spire-tiny: status" (not shipped yet).
 #
 #   bash scripts/train_spire_tiny.sh            # data, the three stages, export to src/spire_ir/weights/spire-tiny

@@ -757,8 +757,8 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
         "--strength",
         type=float,
         default=None,
-        help="with noised_lq: fraction of the schedule to run (default: the model's; 1.0 for trained models, "
-        "less for spire-tiny)",
+        help="with noised_lq: fraction of the schedule to run (default: the model folder's default_strength, "
+        "1.0 unless it sets one)",
     )
     p.add_argument("--adaptor-scale", type=float, default=1.0, help="scales the adaptor's (γ, β)")
     p.add_argument(

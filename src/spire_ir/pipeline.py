@@ -373,7 +373,8 @@ class SpirePipeline(DiffusionPipeline):
             start: "noised_lq" starts from the VAE latent of y noised to the first timestep (keeps global colour);
                 "noise" starts from pure noise, as the paper describes.
             strength: with "noised_lq", the fraction of the schedule to run (1.0 = all steps). Default: the
-                model's ``default_strength`` (1.0 unless it says otherwise; spire-tiny runs part of the schedule).
+                model's ``default_strength`` (1.0 unless its folder sets one, as a small model may: see
+                scripts/export_spire_tiny.py).
             adaptor_scale: multiplies (γ, β); 1.0 = as trained.
             color_fix: "wavelet", "adain" or "none" (take low frequencies from y).
             tile_size: latent-tiled sampling and tiled VAE with tiles of this many pixels when the image is larger.
