@@ -43,9 +43,10 @@ def main() -> None:
     from spire_ir.pipeline import SpirePipeline
 
     source = SpirePipeline.from_pretrained(args.pipeline, dtype=torch.float32)
-    defaults = {"default_steps": args.default_steps, "default_guidance": args.default_guidance,
-                "default_strength": args.default_strength}  # fmt: skip
-    source.register_to_config(**{k: v for k, v in defaults.items() if v is not None})
+    asked = {"default_steps": args.default_steps, "default_guidance": args.default_guidance,
+             "default_strength": args.default_strength}  # fmt: skip
+    defaults = {k: v for k, v in asked.items() if v is not None}
+    source.register_to_config(**defaults)
     output = Path(args.output)
     staging = output.with_name(output.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -53,7 +54,7 @@ def main() -> None:
     source.save_pretrained(staging)
     # the round trip to fp16 changed `source` in place: compare against a fresh fp32 copy of the trained weights
     source = SpirePipeline.from_pretrained(args.pipeline, dtype=torch.float32)
-    source.register_to_config(**{k: v for k, v in defaults.items() if v is not None})
+    source.register_to_config(**defaults)
     exported = SpirePipeline.from_pretrained(staging, dtype=torch.float32)
     files = sorted(Path(args.images).glob("*.png"))[:4]
     y = torch.cat([load_image(f).tensor for f in files])  # the evaluation photos are 256² crops
