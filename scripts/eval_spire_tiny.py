@@ -23,6 +23,8 @@
   (the noised-input start running that fraction of the 20-step schedule), empty semantic prompt, beside the input's
   PSNR. A quick check for choosing a model's default strength, not a ``spire bench`` run. ``--adaptor-scale 0``
   is the control: the frozen prior alone, started from the noised input (SDEdit) with the same colour fix.
+* ``strength`` and ``semantic`` sample at the model folder's default strength; ``--strength 1.0`` samples from noise
+  as the paper does.
 * ``checkpoint``: a pipeline folder from a ``spire train`` checkpoint (the ablations compare runs at one step).
 * ``semantic``: the paper's Fig. 6 at small scale. A small CNN is trained on clean single-shape scenes (seed 5000,
   never used elsewhere) to name the shape (circle, square, triangle, star). Held-out single-shape scenes (seed
@@ -138,7 +140,7 @@ def cmd_strength(args: argparse.Namespace) -> dict:
 
     pipe = _pipeline(args.model)
     x, captions, names = _folder(EVAL / "photos")
-    out: dict = {"model": args.model, "steps": args.steps, "images": names}
+    out: dict = {"model": args.model, "steps": args.steps, "strength": args.strength, "images": names}
     for task, given, values, template in (
         ("denoise", "Denoise with sigma 0.10", NOISE_STEPS, "Denoise with sigma {:.2f}"),
         ("deblur", "Deblur with sigma 2.0", BLUR_STEPS, "Deblur with sigma {:.1f}"),
@@ -147,8 +149,8 @@ def cmd_strength(args: argparse.Namespace) -> dict:
         energies = []
         for value in values:
             restored = pipe(y, prompt=captions, restoration_prompt=template.format(value),
-                            num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0),
-                            output_type="pt").images.float()  # fmt: skip
+                            num_inference_steps=args.steps, strength=args.strength,
+                            generator=torch.Generator().manual_seed(0), output_type="pt").images.float()  # fmt: skip
             energies.append(_high_frequency_energy(restored))
         energy = torch.stack(energies, dim=1)  # (images, values)
         rhos = [_spearman(list(values), energy[i].tolist()) for i in range(len(x))]
@@ -254,7 +256,8 @@ def cmd_semantic(args: argparse.Namespace) -> dict:
             return classifier(images).argmax(1)
 
     out = {"model": args.model, "degradation": SEMANTIC_DEGRADATION, "count": len(x), "steps": args.steps,
-           "guidance": args.guidance, "classifier_clean_accuracy": clean_accuracy}  # fmt: skip
+           "guidance": args.guidance, "strength": args.strength,
+           "classifier_clean_accuracy": clean_accuracy}  # fmt: skip
     predicted = classify(y)
     out["degraded_input"] = {"accuracy": float((predicted == truth).float().mean())}
     outputs = {}
@@ -264,8 +267,8 @@ def cmd_semantic(args: argparse.Namespace) -> dict:
         ("wrong caption", wrong),
     ):
         restored = pipe(y, prompt=prompts_, restoration_prompt=SEMANTIC_DEGRADATION, num_inference_steps=args.steps,
-                        guidance_scale=args.guidance, generator=torch.Generator().manual_seed(0),
-                        output_type="pt").images.float()  # fmt: skip
+                        guidance_scale=args.guidance, strength=args.strength,
+                        generator=torch.Generator().manual_seed(0), output_type="pt").images.float()  # fmt: skip
         outputs[name] = restored
         predicted = classify(restored)
         out[name] = {"accuracy": float((predicted == truth).float().mean()),
@@ -373,8 +376,10 @@ def main() -> None:
     p = sub.add_parser("strength")
     p.add_argument("--model", default="spire-tiny")
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--strength", type=float, default=None, help="the sampler's (default: the model folder's)")
     p = sub.add_parser("semantic")
     p.add_argument("--model", default="spire-tiny")
+    p.add_argument("--strength", type=float, default=None, help="the sampler's (default: the model folder's)")
     p.add_argument("--count", type=int, default=48)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)

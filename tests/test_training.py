@@ -15,7 +15,7 @@ from spire_ir.data import fixed_samples
 from spire_ir.models.autoencoder import to_model_latents
 from spire_ir.training.base import BaseTask, BaseTrainConfig
 from spire_ir.training.loop import run_loop
-from spire_ir.training.spire import SpireTask, TrainConfig, spire_loss
+from spire_ir.training.spire import SpireTask, TrainConfig, sample_timesteps, spire_loss
 from spire_ir.training.vae import VaeTask, VaeTrainConfig
 
 SMALL = [
@@ -132,6 +132,24 @@ def test_pixel_loss_weighting_needs_a_shortcut_vae(tmp_path):
     config = load_config(TrainConfig, "configs/tiny-smoke.yaml", overrides)
     with pytest.raises(ValueError, match="loss_weighting: pixel needs a VAE with the linear shortcut"):
         SpireTask(config)
+
+
+def test_max_timestep_limits_the_training_timesteps(tmp_path):
+    config = load_config(TrainConfig, "configs/tiny-smoke.yaml", [*SMALL, "model.max_timestep=150"])
+    task = SpireTask(config)
+    assert task.parts["max_timestep"] == 150
+    scheduler = task.parts["scheduler"]
+    t = sample_timesteps(20000, scheduler, torch.Generator().manual_seed(0), task.parts["max_timestep"])
+    assert int(t.min()) == 0 and int(t.max()) == 149
+    assert abs(float(t.float().mean()) - 74.5) < 0.02 * 74.5  # uniform on [0, 150)
+    full = sample_timesteps(20000, scheduler, torch.Generator().manual_seed(0))
+    assert int(full.max()) == scheduler.config.num_train_timesteps - 1
+    for bad in ("0", "1001"):
+        bad_config = load_config(
+            TrainConfig, "configs/tiny-smoke.yaml", [*SMALL, f"model.max_timestep={bad}"]
+        )
+        with pytest.raises(ValueError, match=r"model.max_timestep must be in \[1, 1000\]"):
+            SpireTask(bad_config)
 
 
 def test_overfitting_a_fixed_batch_halves_the_loss():

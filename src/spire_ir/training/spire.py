@@ -20,7 +20,7 @@ from ..models.autoencoder import latent_pixel_weights, to_model_latents
 from ..text import encode_text
 from .loop import LoopConfig, move, run_loop
 
-__all__ = ["ModelConfig", "SpireTask", "TrainConfig", "spire_loss", "train"]
+__all__ = ["ModelConfig", "SpireTask", "TrainConfig", "sample_timesteps", "spire_loss", "train"]
 
 
 @dataclass
@@ -38,6 +38,9 @@ class ModelConfig:
     # "pixel": weight each latent channel's loss by the pixel energy it carries (latent_pixel_weights), so the loss
     # approximates the pixel-space error of x̂₀; "uniform": the paper's plain MSE
     loss_weighting: Literal["uniform", "pixel"] = "uniform"
+    # draw training timesteps from [0, max_timestep) instead of the whole schedule: for a model sampled from the
+    # noised input at low strength (``SpirePipeline(default_strength=…)``), which only ever runs the low-noise end
+    max_timestep: int | None = None
 
 
 @dataclass
@@ -47,11 +50,20 @@ class TrainConfig(LoopConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
+def sample_timesteps(
+    batch: int, scheduler, generator: torch.Generator, max_timestep: int | None = None
+) -> torch.Tensor:
+    """(batch,) int64 training timesteps, uniform on [0, max_timestep) (the whole training schedule when None)."""
+    high = max_timestep or scheduler.config.num_train_timesteps
+    return torch.randint(0, high, (batch,), generator=generator)
+
+
 def spire_loss(
     parts: dict[str, Any], adaptor: torch.nn.Module, batch: dict, generator: torch.Generator
 ) -> torch.Tensor:
     """Eq. 1 on one batch. parts: frozen vae, unet, text_encoder, tokenizer, scheduler (a DDPM-style one), and
-    optionally loss_weights, (C,) per latent channel (``ModelConfig.loss_weighting``).
+    optionally loss_weights, (C,) per latent channel (``ModelConfig.loss_weighting``), and max_timestep (t is drawn
+    uniformly from [0, max_timestep); the whole schedule without it).
 
     batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
     """
@@ -67,9 +79,7 @@ def spire_loss(
         e_s = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_s"], device).to(dtype)
         e_r = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_r"], device)
     noise = torch.randn(latents.shape, generator=generator).to(device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator).to(
-        device
-    )
+    t = sample_timesteps(latents.shape[0], scheduler, generator, parts.get("max_timestep")).to(device)
     noisy = scheduler.add_noise(latents, noise, t)
     adaptor_dtype = next(adaptor.parameters()).dtype
     modulation = adaptor(
@@ -136,6 +146,14 @@ class SpireTask:
                     "`spire train-vae` makes); use loss_weighting: uniform for other VAEs"
                 )
             self.parts["loss_weights"] = weights
+        if config.model.max_timestep is not None:
+            total = self.parts["scheduler"].config.num_train_timesteps
+            if not 1 <= config.model.max_timestep <= total:
+                raise ValueError(
+                    f"model.max_timestep must be in [1, {total}] (the base's training schedule), "
+                    f"got {config.model.max_timestep}"
+                )
+            self.parts["max_timestep"] = config.model.max_timestep
         self.trainable = adaptor.float().requires_grad_(True)
         if config.gradient_checkpointing:
             self.parts["unet"].enable_gradient_checkpointing()
