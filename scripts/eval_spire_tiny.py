@@ -22,7 +22,10 @@
 * ``sweep``: restoration PSNR on the evaluation photos (256²) for each card task, at several ``strength`` values
   (the noised-input start running that fraction of the 20-step schedule), empty semantic prompt, beside the input's
   PSNR. A quick check for choosing a model's default strength, not a ``spire bench`` run. ``--adaptor-scale 0``
-  is the control: the frozen prior alone, started from the noised input (SDEdit) with the same colour fix.
+  is the control: the frozen prior alone, started from the noised input (SDEdit) with the same colour fix. The
+  ``vae`` column is the other control: the VAE's round trip of the input with that colour fix, no diffusion step,
+  which is what a small strength tends to. ``--task clean`` restores the clean photos ("Remove all degradation"):
+  what the VAE and the sampler lose when there is nothing to fix.
 * ``strength`` and ``semantic`` sample at the model folder's default strength; ``--strength 1.0`` samples from noise
   as the paper does.
 * ``checkpoint``: a pipeline folder from a ``spire train`` checkpoint (the ablations compare runs at one step).
@@ -57,6 +60,14 @@ def _folder(path: Path) -> tuple[torch.Tensor, list[str], list[str]]:
         f.with_suffix(".txt").read_text().strip() if f.with_suffix(".txt").is_file() else "" for f in files
     ]
     return images, captions, [f.stem for f in files]
+
+
+def _degrade_all(x: torch.Tensor, prompt: str) -> torch.Tensor:
+    """Image i of x degraded as ``prompt`` says with seed i, clamped to [0, 1]."""
+    from spire_ir.degradations import degrade
+    from spire_ir.seeding import make_generator
+
+    return torch.cat([degrade(x[i : i + 1], prompt, make_generator(i))[0] for i in range(len(x))]).clamp(0, 1)
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -290,7 +301,6 @@ CARD_TASKS = (
 
 @torch.no_grad()
 def cmd_x0(args: argparse.Namespace) -> dict:
-    from spire_ir.degradations import degrade
     from spire_ir.metrics import psnr
     from spire_ir.models.adaptor import modulate_unet
     from spire_ir.seeding import make_generator
@@ -298,7 +308,7 @@ def cmd_x0(args: argparse.Namespace) -> dict:
     pipe = _pipeline(args.model)
     x, _, names = _folder(EVAL / "photos")
     x = F.interpolate(x, size=(128, 128), mode="bicubic", antialias=True).clamp(0, 1)
-    y = torch.cat([degrade(x[i : i + 1], args.task, make_generator(i))[0] for i in range(len(x))]).clamp(0, 1)
+    y = _degrade_all(x, args.task)
     z0 = pipe._encode_latents(x)
     out: dict = {"model": args.model, "task": args.task, "images": names,
                  "input_psnr": float(psnr(y, x).mean()),
@@ -325,7 +335,7 @@ def cmd_x0(args: argparse.Namespace) -> dict:
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict:
-    from spire_ir.degradations import degrade
+    from spire_ir.color import color_fix
     from spire_ir.metrics import psnr
     from spire_ir.seeding import make_generator
 
@@ -335,10 +345,17 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     out: dict = {"model": args.model, "images": names, "steps": args.steps, "strengths": strengths,
                  "adaptor_scale": args.adaptor_scale, "tasks": {}}  # fmt: skip
     for task in args.task or CARD_TASKS:
-        y = torch.cat([degrade(x[i : i + 1], task, make_generator(i))[0] for i in range(len(x))]).clamp(0, 1)
+        # "clean": the clean photos themselves, what the VAE and the sampler lose with nothing to fix
+        if task == "clean":
+            y, prompt = x.clone(), "Remove all degradation"
+        else:
+            y, prompt = _degrade_all(x, task), task
         row = {"input": float(psnr(y, x).mean())}
+        with torch.no_grad():  # the VAE round trip with the same colour fix: what strength -> 0 tends to
+            vae = pipe._decode_latents(pipe._encode_latents(y)).clamp(0, 1)
+        row["vae"] = float(psnr(color_fix(vae, y, "wavelet"), x).mean())
         for strength in strengths:
-            restored = pipe(y, prompt="", restoration_prompt=task, num_inference_steps=args.steps,
+            restored = pipe(y, prompt="", restoration_prompt=prompt, num_inference_steps=args.steps,
                             strength=strength, adaptor_scale=args.adaptor_scale, generator=make_generator(0),
                             output_type="pt").images.float()  # fmt: skip
             row[str(strength)] = float(psnr(restored, x).mean())

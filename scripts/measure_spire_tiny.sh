@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every measured number of the spire-tiny model card, one command each (about 25 minutes on 2 CPU cores).
+# Every measured number of the spire-tiny model card, one command each (about 35 minutes on 2 CPU cores).
 #   bash scripts/measure_spire_tiny.sh [MODEL]      # MODEL: spire-tiny (default) or a pipeline folder
 # Results go to results/spire-tiny/ (benches, runs, reports, JSON).
 set -euo pipefail
@@ -36,8 +36,12 @@ done
 spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/reports/blind
 
 # strength control (Fig. 7), semantic prompting (Fig. 6), the VAE gate, the prior's samples
+# (at the model's default strength, then from noise as the paper samples)
 python scripts/eval_spire_tiny.py strength --model "$MODEL" -o $OUT/strength.json
+python scripts/eval_spire_tiny.py strength --model "$MODEL" --strength 1.0 -o $OUT/strength-from-noise.json
 python scripts/eval_spire_tiny.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
+python scripts/eval_spire_tiny.py semantic --model "$MODEL" --strength 1.0 \
+  --grid docs/images/spire-tiny/semantic-from-noise.png -o $OUT/semantic-from-noise.json
 python scripts/eval_spire_tiny.py vae --vae runs/spire-tiny/vae/vae --config configs/spire-tiny/vae.yaml -o $OUT/vae.json
 python scripts/eval_spire_tiny.py base-grid --base runs/spire-tiny/base/base -o docs/images/spire-tiny/base.png
 spire degrade $EVAL/chelsea.png -o $OUT/chelsea-noise010.png --prompt "Denoise with sigma 0.10" --seed 0
