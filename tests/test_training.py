@@ -134,7 +134,7 @@ def test_pixel_loss_weighting_needs_a_shortcut_vae(tmp_path):
         SpireTask(config)
 
 
-def test_max_timestep_limits_the_training_timesteps(tmp_path):
+def test_max_timestep_limits_the_training_timesteps():
     config = load_config(TrainConfig, "configs/tiny-smoke.yaml", [*SMALL, "model.max_timestep=150"])
     task = SpireTask(config)
     assert task.parts["max_timestep"] == 150

@@ -51,9 +51,10 @@ class TrainConfig(LoopConfig):
 
 
 def sample_timesteps(
-    batch: int, scheduler, generator: torch.Generator, max_timestep: int | None = None
+    batch: int, scheduler: Any, generator: torch.Generator, max_timestep: int | None = None
 ) -> torch.Tensor:
-    """(batch,) int64 training timesteps, uniform on [0, max_timestep) (the whole training schedule when None)."""
+    """(batch,) int64 training timesteps, uniform on [0, max_timestep); on the scheduler's whole training schedule
+    [0, num_train_timesteps) when max_timestep is None. scheduler: a diffusers DDPM-style scheduler."""
     high = max_timestep or scheduler.config.num_train_timesteps
     return torch.randint(0, high, (batch,), generator=generator)
 
