@@ -168,7 +168,7 @@ def _load_pipeline(args: argparse.Namespace):
     if getattr(args, "guidance", 0) is None:
         args.guidance = float(pipe.config.default_guidance)
     if getattr(args, "strength", 0) is None:
-        args.strength = float(pipe.config.get("default_strength", 1.0))
+        args.strength = float(pipe.config.default_strength)
     return pipe, {"device": device, "precision": precision}
 
 

@@ -392,7 +392,7 @@ class SpirePipeline(DiffusionPipeline):
         if start not in ("noised_lq", "noise"):
             raise ValueError(f"start must be 'noised_lq' or 'noise', got {start!r}")
         if strength is None:
-            strength = float(self.config.get("default_strength", 1.0))
+            strength = float(self.config.default_strength)
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         if output_type not in ("pil", "np", "pt"):

@@ -169,7 +169,7 @@ def _spire_method(
         return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
                     generator=make_generator(seed), output_type="pt").images.float()  # fmt: skip
 
-    strength = float(pipe.config.get("default_strength", 1.0))
+    strength = float(pipe.config.default_strength)
     return restore, {"steps": steps, "guidance": guidance, "strength": strength, "seed": seed}
 
 
