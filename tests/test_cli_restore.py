@@ -63,7 +63,18 @@ def test_restore_without_model_explains_what_to_do_when_no_builtin_weights(tmp_p
     monkeypatch.setenv("SPIRE_IR_WEIGHTS", str(tmp_path / "empty"))
     save_image(make_photo(32, 32), tmp_path / "photo.png")
     assert main(["restore", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out")]) == 2
-    assert "spire new-model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "spire new-model" in err and "scripts/train_spire_tiny.sh" in err
+
+
+def test_builtin_name_without_weights_says_how_to_make_them(tmp_path, monkeypatch):
+    from spire_ir import SpirePipeline
+
+    monkeypatch.setenv("SPIRE_IR_WEIGHTS", str(tmp_path / "empty"))
+    with pytest.raises(
+        FileNotFoundError, match=r"spire-tiny weights are not installed .*train_spire_tiny\.sh"
+    ):
+        SpirePipeline.from_pretrained("spire-tiny")
 
 
 def test_builtin_weights_folder_can_be_moved_with_an_environment_variable(tmp_path, model_dir, monkeypatch):

@@ -138,8 +138,9 @@ def resolve_model_path(path: str | Path) -> Path:
         folder = builtin_model_dir(str(path))
         if not (folder / "model_index.json").is_file():
             raise FileNotFoundError(
-                f"the built-in {path} weights are not in this installation ({folder}): reinstall the package, "
-                "point SPIRE_IR_WEIGHTS at a folder holding spire-tiny/, or pass a local model folder"
+                f"the built-in {path} weights are not installed ({folder}); this release does not ship them "
+                "(MODEL_CARD.md says why). Train and install them with `bash scripts/train_spire_tiny.sh`, point "
+                "SPIRE_IR_WEIGHTS at a folder holding spire-tiny/, or pass a local model folder"
             )
         return folder
     return Path(path)
