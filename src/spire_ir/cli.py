@@ -120,7 +120,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 NO_MODEL_MESSAGE = (
     "no model given, and the built-in spire-tiny weights are not installed (they are looked up in the package's "
     "spire_ir/weights/spire-tiny, or in $SPIRE_IR_WEIGHTS/spire-tiny when that is set). This release does not ship "
-    "them (MODEL_CARD.md says why); `bash scripts/train_spire_tiny.sh` trains them and installs them there. Or pass "
+    "them (MODEL_CARD.md says why); in a clone of the repository with an editable install, `bash "
+    "scripts/train_spire_tiny.sh` trains them and installs them there. Or pass "
     "--model DIR, a SPIRE pipeline folder: make one with `spire train CONFIG` (a trained model), or `spire "
     "new-model --preset tiny -o DIR` (random weights, for trying the tools)"
 )

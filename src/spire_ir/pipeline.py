@@ -139,7 +139,8 @@ def resolve_model_path(path: str | Path) -> Path:
         if not (folder / "model_index.json").is_file():
             raise FileNotFoundError(
                 f"the built-in {path} weights are not installed ({folder}); this release does not ship them "
-                "(MODEL_CARD.md says why). Train and install them with `bash scripts/train_spire_tiny.sh`, point "
+                "(MODEL_CARD.md says why). Train and install them with `bash scripts/train_spire_tiny.sh` (in a "
+                "clone of the repository, editable install), point "
                 "SPIRE_IR_WEIGHTS at a folder holding spire-tiny/, or pass a local model folder"
             )
         return folder
