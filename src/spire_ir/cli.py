@@ -117,22 +117,18 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- restore
 
 
-NO_MODEL_MESSAGE = (
-    "no model given, and the built-in spire-tiny weights are not installed (they are looked up in the package's "
-    "spire_ir/weights/spire-tiny, or in $SPIRE_IR_WEIGHTS/spire-tiny when that is set). This release does not ship "
-    "them (MODEL_CARD.md says why); in a clone of the repository with an editable install, `bash "
-    "scripts/train_spire_tiny.sh` trains them and installs them there. Or pass "
-    "--model DIR, a SPIRE pipeline folder: make one with `spire train CONFIG` (a trained model), or `spire "
-    "new-model --preset tiny -o DIR` (random weights, for trying the tools)"
-)
-
-
 def _default_model() -> str:
     """--model when none is given: the built-in spire-tiny, when its weights are installed."""
-    from .pipeline import builtin_model_dir
+    from .pipeline import installed_builtin_model
 
-    if not (builtin_model_dir("spire-tiny") / "model_index.json").is_file():
-        raise CommandError(NO_MODEL_MESSAGE)
+    try:
+        installed_builtin_model("spire-tiny")
+    except FileNotFoundError as error:
+        raise CommandError(
+            f"no model given, and {error}. --model takes a SPIRE pipeline folder: make one with `spire train "
+            "CONFIG` (a trained model), or `spire new-model --preset tiny -o DIR` (random weights, for trying the "
+            "tools)"
+        ) from error
     return "spire-tiny"
 
 

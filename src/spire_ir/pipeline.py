@@ -132,18 +132,23 @@ def builtin_model_dir(name: str = "spire-tiny") -> Path:
     return Path(root) / name if root else Path(str(files("spire_ir") / "weights" / name))
 
 
+def installed_builtin_model(name: str = "spire-tiny") -> Path:
+    """``builtin_model_dir(name)``; FileNotFoundError, saying how to get the weights, when they are not there."""
+    folder = builtin_model_dir(name)
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"the built-in {name} weights are not installed ({folder}; $SPIRE_IR_WEIGHTS/{name} when that is "
+            "set): this release does not ship them (MODEL_CARD.md says why). Train and install them with `bash "
+            "scripts/train_spire_tiny.sh` (in a clone of the repository, editable install), point "
+            "SPIRE_IR_WEIGHTS at a folder holding spire-tiny/, or pass a local model folder"
+        )
+    return folder
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """A local folder as given, or a built-in model's packaged folder for a built-in name (e.g. "spire-tiny")."""
     if str(path) in BUILTIN_MODELS and not Path(path).exists():
-        folder = builtin_model_dir(str(path))
-        if not (folder / "model_index.json").is_file():
-            raise FileNotFoundError(
-                f"the built-in {path} weights are not installed ({folder}); this release does not ship them "
-                "(MODEL_CARD.md says why). Train and install them with `bash scripts/train_spire_tiny.sh` (in a "
-                "clone of the repository, editable install), point "
-                "SPIRE_IR_WEIGHTS at a folder holding spire-tiny/, or pass a local model folder"
-            )
-        return folder
+        return installed_builtin_model(str(path))
     return Path(path)
 
 
