@@ -60,7 +60,7 @@ def test_adaptor_shared_across_cfg_halves_equals_running_it_twice(pipe):
             torch.nn.init.normal_(conv.weight, std=0.05, generator=torch.Generator().manual_seed(5))
         t = pipe.scheduler.timesteps[0] if len(pipe.scheduler.timesteps) else torch.tensor(500)
         shared = pipe._model_output(
-            latents, t, condition, torch.cat([negative, semantic]), restoration, 5.0, 1.0
+            latents, t, condition, torch.cat([negative, semantic]), restoration, None, 5.0, 1.0
         )
         # reference: the adaptor runs on the doubled batch, as diffusers' ControlNet pipeline does
         doubled = adaptor(

@@ -183,6 +183,7 @@ def _spire(args, **kwargs):
 
 def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
     common = ["train", "configs/tiny-smoke.yaml", "--set", "max_steps=40", "--set", "checkpoint_every=4",
+              "--set", "ema_decay=0.9",
               "--set", "keep_checkpoints=2", "--set", "validate_every=0", "--set", "num_validation=0",
               "--set", "progress=false", "--set", "batch_size=2"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -264,3 +265,102 @@ def test_ablation_configs_are_configuration_only(path):
     assert (
         config.max_steps == reference.max_steps and config.optim == reference.optim
     )  # ...at the same budget
+
+
+# ------------------------------------------------------------------ spire-tiny's design: denoise prior + bridge
+
+BRIDGE_SMALL = [s for s in SMALL if not s.startswith("data.resolution")] + ["data.resolution=32"]
+
+
+@pytest.fixture(scope="module")
+def bridge_base(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bridge-base")
+    config = load_config(BaseTrainConfig, "configs/tiny-bridge-base.yaml", [*BRIDGE_SMALL, f"output_dir={out}"])
+    return run_loop(config, BaseTask(config))
+
+
+def test_denoise_prior_draws_sigmas_from_the_stated_mixture(tmp_path):
+    def draws(p):
+        overrides = [f"output_dir={tmp_path}", f"model.p_sigma_uniform={p}"]
+        task = BaseTask(load_config(BaseTrainConfig, "configs/tiny-bridge-base.yaml", overrides))
+        return task.sample_sigmas(40000, torch.Generator().manual_seed(0))
+
+    uniform, log_uniform, mixed = draws(1.0), draws(0.0), draws(0.5)
+    assert float(uniform.max()) <= 0.05 and abs(float(uniform.mean()) - 0.025) < 0.0005
+    low, high = 1 / 255, 0.5
+    assert float(log_uniform.min()) >= low and float(log_uniform.max()) <= high
+    expected = (torch.log(torch.tensor(low)) + torch.log(torch.tensor(high))) / 2
+    assert abs(float(log_uniform.log().mean() - expected)) < 0.02
+    # half the mixture is U[0, 0.05]; of the log-uniform half, log(0.05·255)/log(0.5·255) lies below 0.05
+    share = 0.5 + 0.5 * float(torch.log(torch.tensor(0.05 * 255)) / torch.log(torch.tensor(0.5 * 255)))
+    assert abs(float((mixed <= 0.05).float().mean()) - share) < 0.01
+
+
+def test_denoise_prior_starts_as_the_identity_and_exports_a_resshift_base(bridge_base):
+    from diffusers import UNet2DConditionModel
+
+    from spire_ir.schedulers import ResShiftScheduler
+
+    assert json.loads((bridge_base / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == (
+        "ResShiftScheduler"
+    )
+    config = load_config(BaseTrainConfig, "configs/tiny-bridge-base.yaml", ["output_dir=unused"])
+    fresh = BaseTask(config).trainable
+    x = torch.rand(2, 12, 16, 16)
+    out = fresh(x, torch.tensor([10.0, 40.0]), encoder_hidden_states=torch.randn(2, 77, 32)).sample
+    assert torch.equal(out, torch.zeros_like(out))  # x̂ = x_σ + 0
+    trained = UNet2DConditionModel.from_pretrained(bridge_base / "unet")
+    assert trained.conv_out.weight.abs().sum() > 0
+    assert isinstance(ResShiftScheduler.from_pretrained(bridge_base / "scheduler"), ResShiftScheduler)
+
+
+def test_bridge_mixture_puts_the_stated_share_at_eta_one():
+    from spire_ir.training.spire import sample_etas
+
+    etas = sample_etas(40000, 0.3, torch.Generator().manual_seed(0))
+    ones = etas == 1
+    assert abs(float(ones.float().mean()) - 0.3 - 0.7 / 40000) < 0.01
+    rest = etas[~ones]
+    assert float(rest.min()) > 0 and abs(float(rest.mean()) - 0.5) < 0.01
+
+
+def test_bridge_training_moves_the_adaptor_only_and_exports_its_ema(bridge_base, tmp_path):
+    from spire_ir.models.adaptor import SpireAdaptor
+
+    overrides = [*BRIDGE_SMALL, f"output_dir={tmp_path}", f"model.base={bridge_base}", "ema_decay=0.5"]
+    config = load_config(TrainConfig, "configs/tiny-bridge.yaml", overrides)
+    task = SpireTask(config)
+    trainable = _snapshot(task.trainable)
+    frozen = {k: _snapshot(task.parts[k]) for k in ("unet", "text_encoder")}
+    run_loop(config, task)
+    assert _changed(trainable, task.trainable) == set(trainable)
+    for name, before in frozen.items():
+        assert _changed(before, task.parts[name]) == set(), name
+    exported = SpireAdaptor.from_pretrained(tmp_path / "adaptor")
+    raw = dict(task.trainable.named_parameters())
+    differs = [n for n, p in exported.named_parameters() if not torch.allclose(p, raw[n])]
+    assert differs  # the export is the moving average, not the last weights
+    assert exported.config.numeric_channel
+
+
+def test_bridge_objective_needs_a_bridge_base(bridge_base, tmp_path):
+    with pytest.raises(ValueError, match="objective"):
+        SpireTask(load_config(TrainConfig, "configs/tiny-smoke.yaml", [f"output_dir={tmp_path}",
+                                                                       "model.objective=bridge"]))  # fmt: skip
+    with pytest.raises(ValueError, match="objective"):
+        SpireTask(load_config(TrainConfig, "configs/tiny-bridge.yaml", [f"output_dir={tmp_path}",
+                                                                        f"model.base={bridge_base}",
+                                                                        "model.objective=diffusion"]))  # fmt: skip
+
+
+def test_stop_after_ends_early_on_the_full_schedule(tmp_path):
+    def lrs(overrides, out):
+        config = load_config(TrainConfig, "configs/tiny-smoke.yaml", [*SMALL, f"output_dir={out}", "max_steps=8",
+                                                                      "optim.schedule=cosine", *overrides])  # fmt: skip
+        run_loop(config, SpireTask(config))
+        return [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines() if "lr" in line]
+
+    full = lrs(["log_every=1"], tmp_path / "full")
+    early = lrs(["log_every=1", "stop_after=4"], tmp_path / "early")
+    assert len(full) == 8 and early == full[:4]  # the same schedule, cut at step 4
+    assert json.loads((tmp_path / "early" / "summary.json").read_text())["steps"] == 4

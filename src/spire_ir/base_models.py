@@ -36,6 +36,13 @@ def shipped_config_dir(name: str) -> Path:
 def _scheduler(config: dict, prediction_type: str | None):
     from diffusers import DDIMScheduler
 
+    if config.get("_class_name") == "ResShiftScheduler":  # a pixel-space bridge base (spire train-base, denoise)
+        from .schedulers import ResShiftScheduler
+
+        if prediction_type is not None:
+            raise ValueError("prediction_type applies to DDIM bases; a ResShift base predicts x̂₀")
+        return ResShiftScheduler.from_config(config)
+
     scheduler = DDIMScheduler.from_config(config)
     if prediction_type is not None:
         if prediction_type not in ("epsilon", "v_prediction"):

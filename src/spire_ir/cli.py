@@ -166,6 +166,8 @@ def _load_pipeline(args: argparse.Namespace):
         args.guidance = float(pipe.config.default_guidance)
     if getattr(args, "strength", 0) is None:
         args.strength = float(pipe.config.default_strength)
+    if getattr(args, "color_fix", "") is None:
+        args.color_fix = str(pipe.config.get("default_color_fix", "wavelet"))
     return pipe, {"device": device, "precision": precision}
 
 
@@ -691,7 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     p = bench_sub.add_parser("run", help="restore every item with a method and score it (resumable)")
     p.add_argument("bench", help="a bench folder")
-    p.add_argument("--method", required=True, help="identity, bicubic, classical, realesrgan or spire")
+    p.add_argument(
+        "--method", required=True, help="identity, bicubic, classical, realesrgan, ffdnet (the ffdnet extra) or spire"
+    )
     p.add_argument("--model", default=None, help="pipeline folder for --method spire (default: spire-tiny)")
     p.add_argument("--prompts", choices=("full", "semantic", "restoration", "none"), default="full")
     p.add_argument("--metrics", default="psnr,ssim,niqe", help="comma-separated metric names")
@@ -733,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_steps_and_guidance(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, 20 for most)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps K (default: the model folder's)")
     p.add_argument(
         "--guidance", type=float, default=None,
         help="CFG scale on the semantic prompt, <=1: off (default: the model's, 4.0 for most)",
@@ -754,8 +758,9 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
         "--strength",
         type=float,
         default=None,
-        help="with noised_lq: fraction of the schedule to run (default: the model folder's default_strength, "
-        "1.0 unless it sets one)",
+        help="the fraction of the restoration applied, in (0, 1]: on SD models (noised_lq start) the fraction of "
+        "the schedule run; on spire-tiny (ResShift bridge) the bridge stops at t = 1 - strength, a blend of the "
+        "input and the full restoration (default: the model folder's default_strength)",
     )
     p.add_argument("--adaptor-scale", type=float, default=1.0, help="scales the adaptor's (γ, β)")
     p.add_argument(
@@ -763,7 +768,10 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tile-overlap", type=int, default=64, help="tile overlap in pixels")
     p.add_argument(
-        "--color-fix", choices=("wavelet", "adain", "none"), default="wavelet", help="colour correction"
+        "--color-fix",
+        choices=("wavelet", "adain", "none"),
+        default=None,
+        help="colour correction from the input (default: the model folder's; none for spire-tiny)",
     )
     p.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
     p.add_argument(

@@ -17,7 +17,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from . import prompts
 from .degradations import DegradationMixer
+from .degradations.parameterized import ParameterizedConfig, ParameterizedDegradation
 from .image_utils import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from .seeding import coin, derive_seed, make_generator, randint, uniform
 
@@ -64,6 +65,12 @@ class DataConfig:
     restoration_prompt: Literal["with_params", "without_params", "none"] = "with_params"
     semantic_prompt: bool = True  # False: always "" (the "w/o semantic prompt" ablation)
     degrade: bool = True  # False for VAE / base-model training (no y, no c_r)
+    parameterized: ParameterizedConfig = field(default_factory=ParameterizedConfig)  # Table 2 ranges by default
+    # random flips and 90° rotations of x before degrading (8 orientations; photos have no preferred one at 128²)
+    flip_rotate: bool = False
+    # round y to 8 bits, as `spire bench build` and every saved input are: the model then never sees finer
+    # values than users give it
+    quantize: bool = False
     num_workers: int = 0
     seed: int = 0
 
@@ -164,13 +171,19 @@ class SampleMaker:
 
     def __init__(self, config: DataConfig) -> None:
         self.config = config
-        self.degradation = DegradationMixer(p_parameterized=config.p_parameterized)
+        self.degradation = DegradationMixer(
+            ParameterizedDegradation(config.parameterized), p_parameterized=config.p_parameterized
+        )
 
     def __call__(
         self, image: torch.Tensor, captions: list[str], generator: torch.Generator
     ) -> dict[str, Any]:
         c = self.config
         x = random_crop(image, c.resolution, c.crop_scale, generator)
+        if c.flip_rotate:
+            if coin(generator, 0.5):
+                x = x.flip(-1)
+            x = torch.rot90(x, randint(generator, 0, 3), dims=(-2, -1))
         caption = captions[randint(generator, 0, len(captions) - 1)] if captions else ""
         if not c.semantic_prompt or coin(generator, c.caption_dropout):
             caption = ""
@@ -178,6 +191,8 @@ class SampleMaker:
         if c.degrade:
             with torch.no_grad():
                 y, c_r, record = self.degradation(x, generator)
+                if c.quantize:
+                    y = (y.clamp(0, 1) * 255).round() / 255
             sample.update(y=y[0], c_r=restoration_prompt_variant(c_r, c.restoration_prompt), record=record)
         return sample
 

@@ -15,6 +15,7 @@ of y), and the VAE encodes and decodes in tiles, so memory stays roughly flat as
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -37,14 +38,19 @@ from .models.autoencoder import (  # SpireAutoencoderKL imported so that folders
     SpireAutoencoderKL,
     from_model_latents,
     to_model_latents,
+    vae_scale_factor,
 )
-from .text import encode_text
+from .models.numeric import restoration_numbers
+from .models.pixel_space import SpaceToDepthAutoencoder
+from .schedulers import ResShiftScheduler  # noqa: F401 - folders naming it load
+from .text import encode_text, load_reference
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SpirePipeline", "SpirePipelineOutput"]
 
 COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "adaptor", "scheduler")
+COLOR_FIXES = ("wavelet", "adain", "none")
 ImageInput = torch.Tensor | Image.Image | np.ndarray | Sequence[Image.Image]
 
 
@@ -177,7 +183,7 @@ class SpirePipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL | SpireAutoencoderKL,
+        vae: AutoencoderKL | SpireAutoencoderKL | SpaceToDepthAutoencoder,
         text_encoder: torch.nn.Module,
         tokenizer: Any,
         unet: UNet2DConditionModel,
@@ -186,14 +192,18 @@ class SpirePipeline(DiffusionPipeline):
         default_steps: int = 20,
         default_guidance: float = 4.0,
         default_strength: float = 1.0,
+        default_color_fix: str = "wavelet",
     ) -> None:
         super().__init__()
         adaptor.check_fits(unet)
         if not 0 < default_strength <= 1:
             raise ValueError(f"default_strength must be in (0, 1], got {default_strength}")
+        if default_color_fix not in COLOR_FIXES:
+            raise ValueError(f"default_color_fix must be one of {', '.join(COLOR_FIXES)}, got {default_color_fix!r}")
         self.register_to_config(
-            default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength
-        )
+            default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength,
+            default_color_fix=default_color_fix,
+        )  # fmt: skip
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,
@@ -202,7 +212,7 @@ class SpirePipeline(DiffusionPipeline):
             adaptor=adaptor,
             scheduler=scheduler,
         )
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = vae_scale_factor(vae)
         # latent sizes must divide by the UNet's total downsampling
         self.latent_multiple = 2 ** (len(unet.config.block_out_channels) - 1)
 
@@ -236,6 +246,11 @@ class SpirePipeline(DiffusionPipeline):
                 f"{path}: missing component folder(s) {', '.join(m + '/' for m in missing)}; a SPIRE model folder "
                 f"needs all of {', '.join(c + '/' for c in COMPONENTS)}"
             )
+        for component in ("tokenizer", "text_encoder"):  # a reference to an installed package's encoder
+            if component not in kwargs:
+                loaded = load_reference(path / component, component)
+                if loaded is not None:
+                    kwargs[component] = loaded
         kwargs.setdefault("local_files_only", True)
         if "dtype" not in kwargs and "torch_dtype" not in kwargs:
             # weights stored in fp16 still run in fp32 unless a dtype is asked for
@@ -296,9 +311,9 @@ class SpirePipeline(DiffusionPipeline):
 
     def _set_vae_tiling(self, tile_size: int | None, tile_overlap: int) -> dict | None:
         """Turn on diffusers' tiled VAE with our tile size; returns the old settings to restore."""
-        if tile_size is None:
-            return None
         vae = self.vae
+        if tile_size is None or not hasattr(vae, "tile_sample_min_size"):  # a pixel-space map needs no tiling
+            return None
         old = {
             k: getattr(vae, k)
             for k in ("use_tiling", "tile_sample_min_size", "tile_latent_min_size", "tile_overlap_factor")
@@ -316,10 +331,12 @@ class SpirePipeline(DiffusionPipeline):
         condition: torch.Tensor,
         prompt_embeds: torch.Tensor,
         restoration_embeds: torch.Tensor,
+        numeric: torch.Tensor | None,
         guidance_scale: float,
         adaptor_scale: float,
     ) -> torch.Tensor:
-        """ε̂ (or v̂) with CFG on the semantic prompt; the adaptor runs once for both halves."""
+        """The model output (ε̂, v̂, or a bridge model's x̂₀ residual) with CFG on the semantic prompt when
+        ``prompt_embeds`` holds both halves [∅, c_s]; the adaptor runs once for both."""
         model_input = self.scheduler.scale_model_input(latents, t)
         modulation = self.adaptor(
             model_input.to(self.adaptor.dtype),
@@ -327,8 +344,9 @@ class SpirePipeline(DiffusionPipeline):
             condition.to(self.adaptor.dtype),
             restoration_embeds.to(self.adaptor.dtype),
             scale=adaptor_scale,
+            numeric=numeric,
         )
-        do_cfg = guidance_scale > 1.0
+        do_cfg = prompt_embeds.shape[0] == 2 * latents.shape[0]
         if do_cfg:
             model_input = torch.cat([model_input, model_input])
             modulation = modulation.repeat(2)
@@ -355,7 +373,7 @@ class SpirePipeline(DiffusionPipeline):
         start: str = "noised_lq",
         strength: float | None = None,
         adaptor_scale: float = 1.0,
-        color_fix: str = "wavelet",
+        color_fix: str | None = None,
         tile_size: int | None = None,
         tile_overlap: int = 64,
         tile_vae: bool = True,
@@ -372,18 +390,23 @@ class SpirePipeline(DiffusionPipeline):
             restoration_prompt: c_r (what to fix and how strongly), e.g. "Deblur with sigma 2.0, Denoise with
                 sigma 0.05"; "Remove all degradation" for blind restoration.
             negative_prompt: the unconditional half of CFG (∅ = "" as in training).
-            num_inference_steps: DDIM steps (default: the model's ``default_steps``, 20 unless it says otherwise).
+            num_inference_steps: sampling steps K (default: the model's ``default_steps``, 20 unless it says
+                otherwise).
             guidance_scale: w for classifier-free guidance on c_s; <= 1 disables CFG (one UNet pass per step).
-                Default: the model's ``default_guidance`` (4.0 unless it says otherwise).
-            generator: randomness for the starting noise (one, or one per output image).
+                CFG is skipped, as it changes nothing, when every semantic prompt equals its negative prompt
+                (e.g. both ""). Default: the model's ``default_guidance`` (4.0 unless it says otherwise).
+            generator: randomness for the starting noise and stochastic steps (one, or one per output image).
             num_images_per_prompt: samples per input image.
-            start: "noised_lq" starts from the VAE latent of y noised to the first timestep (keeps global colour);
-                "noise" starts from pure noise, as the paper describes.
-            strength: with "noised_lq", the fraction of the schedule to run (1.0 = all steps). Default: the
-                model's ``default_strength`` (1.0 unless its folder sets one, as a small model may: see
-                scripts/export_spire_tiny.py).
+            start: for noise schedulers (DDIM, Euler, DPM++, UniPC): "noised_lq" starts from the latent of y
+                noised to the first timestep (keeps global colour); "noise" starts from pure noise, as the paper
+                describes. A bridge scheduler (``ResShiftScheduler``) always starts at y + κε.
+            strength: the fraction of the restoration applied, in (0, 1]. With a noise scheduler and "noised_lq",
+                the fraction of the schedule run (img2img); with ``ResShiftScheduler``, the bridge stops at
+                t_stop = 1 − strength and returns x̂₀ + t_stop·(y − x̂₀). Default: the model's
+                ``default_strength`` (1.0 unless its folder sets one).
             adaptor_scale: multiplies (γ, β); 1.0 = as trained.
-            color_fix: "wavelet", "adain" or "none" (take low frequencies from y).
+            color_fix: "wavelet", "adain" or "none" (take low frequencies from y). Default: the model's
+                ``default_color_fix`` ("wavelet" for VAE models; "none" for pixel-space spire-tiny).
             tile_size: latent-tiled sampling and tiled VAE with tiles of this many pixels when the image is larger.
             tile_overlap: overlap between tiles, pixels.
             tile_vae: also encode/decode in tiles when tiling (turn off to trade memory for seamless VAE passes).
@@ -410,6 +433,9 @@ class SpirePipeline(DiffusionPipeline):
             guidance_scale = float(self.config.default_guidance)
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if color_fix is None:
+            color_fix = str(self.config.get("default_color_fix", "wavelet"))
+        bridge = getattr(self.scheduler, "starts_from_condition", False)
         semantic = _as_list(prompt, batch, "prompt")
         restoration = _as_list(restoration_prompt, batch, "restoration_prompt")
         negative = _as_list(negative_prompt, batch, "negative_prompt")
@@ -437,20 +463,30 @@ class SpirePipeline(DiffusionPipeline):
         old_tiling = self._set_vae_tiling(tile_size if tiled and tile_vae else None, tile_overlap)
 
         try:
-            # 3. encode both prompts; CFG batch is [negative, semantic]
-            do_cfg = guidance_scale > 1.0
+            # 3. encode both prompts; CFG batch is [negative, semantic] (skipped when they are the same texts)
+            do_cfg = guidance_scale > 1.0 and semantic != negative
             prompt_embeds = self.encode_prompt(semantic)
             if do_cfg:
                 prompt_embeds = torch.cat([self.encode_prompt(negative), prompt_embeds])
             prompt_embeds = prompt_embeds.to(self.unet.dtype)
             restoration_embeds = self.encode_prompt(restoration)
+            numeric = restoration_numbers(restoration).to(device) if self.adaptor.config.numeric_channel else None
 
-            # 4. timesteps (img2img-style strength for the noised-LQ start)
-            self.scheduler.set_timesteps(num_inference_steps, device=device)
-            timesteps = self.scheduler.timesteps
-            if start == "noised_lq":
-                keep = min(max(round(num_inference_steps * strength), 1), num_inference_steps)
-                timesteps = timesteps[num_inference_steps - keep :]
+            # 4. timesteps: a bridge runs from y to t_stop = 1 − strength; a noise schedule runs its last
+            # `strength` fraction from the noised input (img2img)
+            order = getattr(self.scheduler, "order", 1)
+            if bridge:
+                self.scheduler.set_timesteps(num_inference_steps, device=device, t_stop=1.0 - strength)
+                timesteps = self.scheduler.timesteps
+            else:
+                self.scheduler.set_timesteps(num_inference_steps, device=device)
+                timesteps = self.scheduler.timesteps
+                if start == "noised_lq":
+                    keep = min(max(round(num_inference_steps * strength), 1), num_inference_steps)
+                    begin = (num_inference_steps - keep) * order
+                    timesteps = timesteps[begin:]
+                    if hasattr(self.scheduler, "set_begin_index"):
+                        self.scheduler.set_begin_index(begin)
 
             # 5. starting latents
             latent_shape = (
@@ -459,23 +495,26 @@ class SpirePipeline(DiffusionPipeline):
                 condition.shape[-2] // self.vae_scale_factor,
                 condition.shape[-1] // self.vae_scale_factor,
             )
-            noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=torch.float32)
-            if start == "noised_lq":
-                latents = self.scheduler.add_noise(
-                    self._encode_latents(condition).float(), noise, timesteps[:1]
-                )
+            lq_latents = self._encode_latents(condition).float() if bridge or start == "noised_lq" else None
+            if bridge:
+                latents = self.scheduler.start(lq_latents, generator=generator)
             else:
-                latents = noise * self.scheduler.init_noise_sigma
+                noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=torch.float32)
+                if start == "noised_lq":
+                    latents = self.scheduler.add_noise(lq_latents, noise, timesteps[:1])
+                else:
+                    latents = noise * self.scheduler.init_noise_sigma
+            step_kwargs = self._step_kwargs(generator, lq_latents)
 
             # 6. the denoising loop
             windows = self._windows(latent_shape[-2:], tile_size, tile_overlap) if tiled else None
             for step, t in enumerate(self.progress_bar(timesteps)):
-                args = (prompt_embeds, restoration_embeds, guidance_scale, adaptor_scale)
+                args = (prompt_embeds, restoration_embeds, numeric, guidance_scale, adaptor_scale)
                 if windows is None:
                     output = self._model_output(latents, t, condition, *args)
                 else:
                     output = self._tiled_model_output(latents, t, condition, windows, *args)
-                latents = self.scheduler.step(output, t, latents, eta=0.0, generator=generator).prev_sample
+                latents = self.scheduler.step(output, t, latents, **step_kwargs).prev_sample
                 if callback is not None:
                     callback(step + 1, len(timesteps))
 
@@ -497,6 +536,19 @@ class SpirePipeline(DiffusionPipeline):
             images = [tensor_to_pil(img) for img in restored]
         return SpirePipelineOutput(images=images) if return_dict else (images,)
 
+    def _step_kwargs(self, generator, condition_latents: torch.Tensor | None) -> dict[str, Any]:
+        """The keyword arguments this scheduler's ``step`` takes: DDIM's eta = 0, a generator for stochastic
+        schedulers, and y's latents for a bridge (diffusers' ``prepare_extra_step_kwargs``, extended)."""
+        accepted = set(inspect.signature(self.scheduler.step).parameters)
+        kwargs: dict[str, Any] = {}
+        if "eta" in accepted:
+            kwargs["eta"] = 0.0
+        if "generator" in accepted:
+            kwargs["generator"] = generator
+        if "condition" in accepted:
+            kwargs["condition"] = condition_latents
+        return kwargs
+
     def _windows(self, latent_hw: tuple[int, int], tile_size: int, tile_overlap: int):
         tile = tile_size // self.vae_scale_factor
         stride = max(self.latent_multiple, (tile_size - tile_overlap) // self.vae_scale_factor)
@@ -505,7 +557,9 @@ class SpirePipeline(DiffusionPipeline):
         cols = tile_windows(latent_hw[1], tile, stride)
         return [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
 
-    def _tiled_model_output(self, latents, t, condition, windows, prompt_embeds, restoration_embeds, w, s):
+    def _tiled_model_output(
+        self, latents, t, condition, windows, prompt_embeds, restoration_embeds, numeric, guidance, adaptor_scale
+    ):
         """Model output per latent tile (paired with its crop of y), blended with Gaussian weights."""
         f = self.vae_scale_factor
         accumulated = torch.zeros_like(latents)
@@ -517,8 +571,9 @@ class SpirePipeline(DiffusionPipeline):
                 condition[..., r0 * f : r1 * f, c0 * f : c1 * f],
                 prompt_embeds,
                 restoration_embeds,
-                w,
-                s,
+                numeric,
+                guidance,
+                adaptor_scale,
             )
             weight = gaussian_weights(r1 - r0, c1 - c0, latents.device, latents.dtype)
             accumulated[..., r0:r1, c0:c1] += tile_out * weight

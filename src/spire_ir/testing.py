@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TINY_UNET", "tiny_components", "tiny_pipeline"]
+__all__ = ["TINY_UNET", "tiny_bridge_components", "tiny_bridge_pipeline", "tiny_components", "tiny_pipeline"]
 
 TINY_UNET: dict[str, Any] = {
     "block_out_channels": (32, 64),
@@ -113,5 +113,40 @@ def tiny_pipeline(seed: int = 0, fusion: str = "modulation", **kwargs: Any):
     from .pipeline import SpirePipeline
 
     pipe = SpirePipeline(**tiny_components(seed=seed, fusion=fusion, **kwargs))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_bridge_components(seed: int = 0, kappa: float = 0.05, stochastic: bool = False) -> dict[str, Any]:
+    """Components of a tiny spire-tiny-style pipeline (random weights, seeded): the lossless f = 2 pixel space,
+    a 12-channel residual UNet prior, the tiny CLIP, a ``ResShiftScheduler`` and an adaptor with the unshuffle stem
+    and the numeric channel. The prior's output conv is random (not zero) so that the prior does something."""
+    from diffusers import UNet2DConditionModel
+
+    from .models.adaptor import SpireAdaptor
+    from .models.pixel_space import SpaceToDepthAutoencoder
+    from .schedulers import ResShiftScheduler
+
+    parts = tiny_components(seed=seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**{**TINY_UNET, "in_channels": 12, "out_channels": 12}).requires_grad_(False)
+        torch.manual_seed(seed)
+        adaptor = SpireAdaptor.from_unet(
+            unet, vae_scale_factor=2, condition_stem="unshuffle", stem_channels=16, numeric_channel=True
+        )
+    vae = SpaceToDepthAutoencoder(factor=2)
+    adaptor.init_condition_stem(vae)
+    parts.update(
+        vae=vae, unet=unet.eval(), adaptor=adaptor, scheduler=ResShiftScheduler(kappa=kappa, stochastic=stochastic)
+    )
+    return parts
+
+
+def tiny_bridge_pipeline(seed: int = 0, **kwargs: Any):
+    """A complete tiny pixel-space ``SpirePipeline`` with the ResShift bridge (progress bar off)."""
+    from .pipeline import SpirePipeline
+
+    pipe = SpirePipeline(**tiny_bridge_components(seed=seed, **kwargs), default_color_fix="none")
     pipe.set_progress_bar_config(disable=True)
     return pipe

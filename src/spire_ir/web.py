@@ -301,7 +301,9 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         samples = gr.Slider(1, 4, value=1, step=1, label="Samples")
                         color_fix = gr.Radio(
-                            ["wavelet", "adain", "none"], value="wavelet", label="Colour fix"
+                            ["wavelet", "adain", "none"],
+                            value=str(config.get("default_color_fix", "wavelet")),
+                            label="Colour fix",
                         )
                         tile = gr.Slider(0, 1024, value=512, step=64, label="Tile size (px, 0 = no tiling)")
                     run = gr.Button("Restore", variant="primary", elem_id="restore-button")

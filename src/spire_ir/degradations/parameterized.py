@@ -47,12 +47,22 @@ class ParameterizedConfig:
     noise_sigma: tuple[float, float] = (0.0, 0.12)
     jpeg_quality: tuple[int, int] = (30, 92)
     empty: Literal["resample", "keep"] = "resample"
+    # With this probability exactly one stage fires, named with its value ("Denoise with sigma 0.07"): more
+    # capacity for the single-op tasks users ask for most (spire-tiny's recipe). 0 keeps Table 2's draw.
+    single_op_prob: float = 0.0
+    # With this probability a noise stage draws σ from noise_sigma_high instead, beyond Table 2's 0.12, so that
+    # a strength walk up to σ 0.24 stays inside what the model saw. 0 keeps Table 2's range.
+    noise_high_prob: float = 0.0
+    noise_sigma_high: tuple[float, float] = (0.12, 0.3)
 
     def __post_init__(self) -> None:
         if self.empty not in ("resample", "keep"):
             raise ValueError(f"empty must be 'resample' or 'keep', got {self.empty!r}")
         if not 0 < self.stage_prob <= 1:
             raise ValueError(f"stage_prob must be in (0, 1], got {self.stage_prob}")
+        for name in ("single_op_prob", "noise_high_prob", "param_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,8 @@ class ParameterizedDegradation:
         if kind == "upsample":
             return uniform(generator, *c.down_factor)
         if kind == "denoise":
-            return uniform(generator, *c.noise_sigma)
+            high = c.noise_high_prob > 0 and coin(generator, c.noise_high_prob)
+            return uniform(generator, *(c.noise_sigma_high if high else c.noise_sigma))
         return float(randint(generator, *c.jpeg_quality))
 
     def sample_value(self, kind: str, generator: torch.Generator) -> RestorationOp:
@@ -134,6 +145,9 @@ class ParameterizedDegradation:
 
     def sample_params(self, generator: torch.Generator) -> list[StageDraw]:
         """Draw which stages fire and their parameters (the empty draw is handled by ``config.empty``)."""
+        if self.config.single_op_prob > 0 and coin(generator, self.config.single_op_prob):
+            kind = prompts.OP_KINDS[randint(generator, 0, len(prompts.OP_KINDS) - 1)]
+            return [StageDraw(op=self.sample_value(kind, generator), with_param=True)]
         while True:
             fired = [kind for kind in prompts.OP_KINDS if coin(generator, self.config.stage_prob)]
             if fired or self.config.empty == "keep":

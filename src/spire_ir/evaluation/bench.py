@@ -264,10 +264,14 @@ def run_bench(
         from .realesrgan import RealESRGANRestorer
 
         restore = RealESRGANRestorer(device="cuda" if torch.cuda.is_available() else "cpu")
+    elif method == "ffdnet":
+        from .ffdnet import FFDNetRestorer
+
+        restore = FFDNetRestorer(device="cuda" if torch.cuda.is_available() else "cpu")
     elif method in METHODS:
         restore = METHODS[method]
     else:
-        raise ValueError(f"unknown method {method!r}; choose spire, realesrgan, {', '.join(METHODS)}")
+        raise ValueError(f"unknown method {method!r}; choose spire, realesrgan, ffdnet, {', '.join(METHODS)}")
     from ..metrics import SET_METRICS
 
     scorers, unavailable = [], {}

@@ -41,6 +41,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.nn import functional as F
 
+from .numeric import NumericEmbedding
+
 __all__ = ["Modulation", "SpireAdaptor", "UnshuffleConditioningEmbedding", "modulate_unet", "skip_channels"]
 
 # UNet config keys that decide whether an adaptor fits a UNet (they fix the skip features' shapes and the text width).
@@ -155,6 +157,7 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         condition_stem: E', "conv" (diffusers' embedding) or "unshuffle" (:class:`UnshuffleConditioningEmbedding`).
         vae_scale_factor: f, pixels per latent cell (used by the "unshuffle" stem).
         stem_channels: width of the "unshuffle" stem.
+        numeric_channel: also read the numbers of c_r (``models.numeric``) through the time embedding.
     """
 
     _supports_gradient_checkpointing = True
@@ -170,6 +173,7 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         condition_stem: str = "conv",
         vae_scale_factor: int = 8,
         stem_channels: int = 64,
+        numeric_channel: bool = False,
     ) -> None:
         super().__init__()
         if condition_stem not in ("conv", "unshuffle"):
@@ -181,7 +185,12 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
                 f"restoration_prompt must be 'with_params', 'without_params' or 'none', got {restoration_prompt!r}"
             )
         config = {k: v for k, v in controlnet_config.items() if not k.startswith("_")}
+        if numeric_channel:  # the numeric code enters as an extra term of the time embedding
+            config["class_embed_type"] = "identity"
         self.controlnet = ControlNetModel(**config)
+        self.numeric_embedding = (
+            NumericEmbedding(4 * config["block_out_channels"][0]) if numeric_channel else None
+        )
         # The ControlNet returns raw features f_con; its zero convs are replaced by the fusion convs M below.
         self.controlnet.controlnet_down_blocks = nn.ModuleList(
             [nn.Identity() for _ in self.controlnet.controlnet_down_blocks]
@@ -206,6 +215,7 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         conditioning_embedding_out_channels: tuple[int, ...] | None = None,
         condition_stem: str = "conv",
         stem_channels: int = 64,
+        numeric_channel: bool = False,
     ) -> SpireAdaptor:
         """A fresh adaptor whose ControlNet copies the UNet's encoder weights (``ControlNetModel.from_unet``).
 
@@ -217,6 +227,7 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
             conditioning_embedding_out_channels: E' widths; default (16, 32, 96, 256) cut to log2(factor)+1.
             condition_stem: "conv" (diffusers' E') or "unshuffle" (space-to-depth E'; see the module docstring).
             stem_channels: width of the "unshuffle" stem.
+            numeric_channel: add the numeric channel of c_r (zero-initialised; see ``models.numeric``).
         """
         steps = int(vae_scale_factor).bit_length() - 1
         if 2**steps != vae_scale_factor:
@@ -244,6 +255,7 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
             condition_stem=condition_stem,
             vae_scale_factor=vae_scale_factor,
             stem_channels=stem_channels,
+            numeric_channel=numeric_channel,
         )
         skip = ["controlnet_down_blocks", "controlnet_mid_block"]
         if condition_stem != "conv":  # the unshuffle stem keeps its own fresh weights
@@ -265,8 +277,16 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         (and changes nothing) when the stem or the VAE has no such projection.
         """
         from .autoencoder import to_model_latents
+        from .pixel_space import SpaceToDepthAutoencoder
 
         stem = self.controlnet.controlnet_cond_embedding
+        if isinstance(vae, SpaceToDepthAutoencoder) and isinstance(stem, UnshuffleConditioningEmbedding):
+            n = vae.latent_channels  # the latent *is* unshuffle(y): start the first n channels as the identity
+            if stem.factor != vae.scale_factor or n > stem.proj.out_channels:
+                return False
+            stem.proj.weight[:n] = torch.eye(n, dtype=stem.proj.weight.dtype)[:, :, None, None]
+            stem.proj.bias[:n] = 0
+            return True
         source = getattr(getattr(vae, "encoder", None), "proj", None)
         if not isinstance(stem, UnshuffleConditioningEmbedding) or not isinstance(source, nn.Conv2d):
             return False
@@ -314,6 +334,7 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         condition: torch.Tensor,
         restoration_embeds: torch.Tensor,
         scale: float = 1.0,
+        numeric: torch.Tensor | None = None,
     ) -> Modulation:
         """Compute (γ, β) for every skip feature.
 
@@ -323,16 +344,23 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
             condition: y, (B, 3, h·f, w·f) in [0, 1] (f = VAE factor).
             restoration_embeds: e_r, (B, L, D) from the frozen text encoder.
             scale: strength s; returns s·γ, s·β (1.0 = as trained).
+            numeric: (B, NUMERIC_DIM) codes of c_r (``restoration_numbers``); required with ``numeric_channel``.
 
         Returns:
             A :class:`Modulation` with one (γ, β) per skip feature plus the mid block.
         """
+        class_labels = None
+        if self.numeric_embedding is not None:
+            if numeric is None:
+                raise ValueError("this adaptor reads the numeric channel: pass numeric=restoration_numbers(c_r)")
+            class_labels = self.numeric_embedding(numeric.to(sample.device, sample.dtype))
         down, mid = self.controlnet(
             sample,
             timestep,
             encoder_hidden_states=restoration_embeds,
             controlnet_cond=condition,
             conditioning_scale=1.0,
+            class_labels=class_labels,
             return_dict=False,
         )
         features = [*down, mid]

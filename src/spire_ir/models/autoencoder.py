@@ -23,7 +23,29 @@ from diffusers import (
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-__all__ = ["SpireAutoencoderKL", "from_model_latents", "load_vae", "set_latent_scaling", "to_model_latents"]
+__all__ = [
+    "SpireAutoencoderKL",
+    "from_model_latents",
+    "load_vae",
+    "set_latent_scaling",
+    "to_model_latents",
+    "vae_latent_channels",
+    "vae_scale_factor",
+]
+
+
+def vae_scale_factor(vae) -> int:
+    """Pixels per latent cell along each side: a ``SpaceToDepthAutoencoder``'s factor, else 2^(levels − 1)."""
+    config = vae.config
+    if "factor" in config:
+        return int(config.factor)
+    return 2 ** (len(config.block_out_channels) - 1)
+
+
+def vae_latent_channels(vae) -> int:
+    """Latent channels of an ``AutoencoderKL`` or a ``SpaceToDepthAutoencoder`` (3f²)."""
+    config = vae.config
+    return 3 * int(config.factor) ** 2 if "factor" in config else int(config.latent_channels)
 
 
 class _ShortcutEncoder(nn.Module):
@@ -143,7 +165,7 @@ def to_model_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
     ``latents_std`` (as SDXL-era VAEs do), else ``z * scaling_factor``.
     """
     config = vae.config
-    if config.latents_std is None:
+    if config.get("latents_std") is None:
         return z * config.scaling_factor
     mean, std = _channel_stats(config, z)
     return (z - mean) * config.scaling_factor / std
@@ -152,7 +174,7 @@ def to_model_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
 def from_model_latents(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
     """The inverse of ``to_model_latents``: the diffusion model's latents -> the VAE decoder's input."""
     config = vae.config
-    if config.latents_std is None:
+    if config.get("latents_std") is None:
         return latents / config.scaling_factor
     mean, std = _channel_stats(config, latents)
     return latents * std / config.scaling_factor + mean
@@ -225,8 +247,11 @@ def load_vae(path, **kwargs) -> AutoencoderKL:
     import json
     from pathlib import Path
 
+    from .pixel_space import SpaceToDepthAutoencoder
+
     config = Path(path) / "config.json"
     name = json.loads(config.read_text()).get("_class_name") if config.is_file() else None
-    cls = SpireAutoencoderKL if name == "SpireAutoencoderKL" else AutoencoderKL
+    classes = {"SpireAutoencoderKL": SpireAutoencoderKL, "SpaceToDepthAutoencoder": SpaceToDepthAutoencoder}
+    cls = classes.get(name, AutoencoderKL)
     kwargs.setdefault("local_files_only", True)
     return cls.from_pretrained(path, **kwargs)

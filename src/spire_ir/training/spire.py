@@ -1,8 +1,15 @@
 """``spire train``: the SPIRE adaptor on a frozen prior (paper §3.3, §4.1, Eq. 1).
 
-L = E ||ε − ε_θ(z_t, t, c_s | y, c_r)||² — MSE on ε, or on v when the base model is v-prediction. The VAE, UNet and
-text encoder are frozen (``requires_grad_(False)``, eval mode, cast to the mixed-precision dtype); only the adaptor
-trains.
+Two objectives (``model.objective``):
+
+* ``diffusion`` (the paper's): L = E ||ε − ε_θ(z_t, t, c_s | y, c_r)||², MSE on ε, or on v when the base model is
+  v-prediction, with z_t drawn from the DDPM schedule.
+* ``bridge`` (spire-tiny, design note §4): the residual shift of ``ResShiftScheduler``,
+  x_t = x + η(y − x) + κ√η·ε with η ~ p·δ(1) + (1 − p)·U(0, 1] (InDI's mixture: the δ(1) part trains the one-step
+  restorer), and L1 between x̂₀ = x_t + D(x_t, 1000κ√η, c_s | y, c_r) and x, in the base's lossless pixel space.
+
+The VAE, UNet and text encoder are frozen (``requires_grad_(False)``, eval mode, cast to the mixed-precision dtype);
+only the adaptor trains.
 """
 
 from __future__ import annotations
@@ -16,11 +23,20 @@ import torch.nn.functional as F
 
 from ..data import fixed_samples
 from ..models.adaptor import SpireAdaptor, modulate_unet
-from ..models.autoencoder import latent_pixel_weights, to_model_latents
+from ..models.autoencoder import latent_pixel_weights, to_model_latents, vae_scale_factor
 from ..text import encode_text
 from .loop import LoopConfig, move, run_loop
 
-__all__ = ["ModelConfig", "SpireTask", "TrainConfig", "sample_timesteps", "spire_loss", "train"]
+__all__ = [
+    "ModelConfig",
+    "SpireTask",
+    "TrainConfig",
+    "bridge_loss",
+    "sample_etas",
+    "sample_timesteps",
+    "spire_loss",
+    "train",
+]
 
 
 @dataclass
@@ -41,6 +57,15 @@ class ModelConfig:
     # draw training timesteps from [0, max_timestep) instead of the whole schedule: for a model sampled from the
     # noised input at low strength (``SpirePipeline(default_strength=…)``), which only ever runs the low-noise end
     max_timestep: int | None = None
+    # "diffusion": the paper's ε/v loss on the DDPM schedule; "bridge": the residual-shift x̂₀ loss (module
+    # docstring), for a base trained with `spire train-base` objective: denoise (its scheduler is ResShift)
+    objective: Literal["diffusion", "bridge"] = "diffusion"
+    # bridge: the share of the batch at η = 1 (the one-step restorer K = 1 uses); the rest is U(0, 1]. Lower it
+    # to give multi-step sampling (K > 1) more of the training signal
+    p_t_one: float = 0.5
+    # the adaptor also reads the numbers of c_r through its time embedding (models.numeric); off is the
+    # text-only ablation
+    numeric_channel: bool = False
 
 
 @dataclass
@@ -99,9 +124,48 @@ def spire_loss(
     return (error * weights.to(error.device)).mean()
 
 
+def sample_etas(batch: int, p_one: float, generator: torch.Generator) -> torch.Tensor:
+    """(batch,) bridge times: 1 with probability ``p_one``, else U(0, 1]."""
+    uniform = 1.0 - torch.rand(batch, generator=generator)  # (0, 1]
+    return torch.where(torch.rand(batch, generator=generator) < p_one, torch.ones(batch), uniform)
+
+
+def bridge_loss(
+    parts: dict[str, Any], adaptor: torch.nn.Module, batch: dict, generator: torch.Generator, p_one: float = 0.5
+) -> torch.Tensor:
+    """L1 of x̂₀ on one batch with the residual-shift bridge (``model.objective: bridge``).
+
+    parts: frozen vae (lossless), unet (the residual denoiser prior), text_encoder, tokenizer and a
+    ``ResShiftScheduler``. batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
+    """
+    from ..models.numeric import restoration_numbers
+
+    vae, unet, scheduler = parts["vae"], parts["unet"], parts["scheduler"]
+    device, dtype = unet.device, unet.dtype
+    with torch.no_grad():
+        x = vae.encode(batch["x"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
+        y = vae.encode(batch["y"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
+        e_s = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_s"], device).to(dtype)
+        e_r = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_r"], device)
+    noise = torch.randn(x.shape, generator=generator).to(device)
+    etas = sample_etas(x.shape[0], p_one, generator).to(device)
+    noisy = scheduler.add_noise(x, y, noise, etas)
+    t = scheduler.timestep_for(etas).to(device)
+    adaptor_dtype = next(adaptor.parameters()).dtype
+    numeric = restoration_numbers(batch["c_r"]) if adaptor.config.numeric_channel else None
+    modulation = adaptor(
+        noisy.to(adaptor_dtype), t, batch["y"].to(device, adaptor_dtype), e_r.to(adaptor_dtype), numeric=numeric
+    )
+    with modulate_unet(unet, modulation.to(dtype)):
+        residual = unet(noisy.to(dtype), t, encoder_hidden_states=e_s).sample
+    return F.l1_loss(noisy + residual.float(), x)
+
+
 def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
-    """vae, unet, text_encoder, tokenizer and a DDPM training scheduler, frozen."""
+    """vae, unet, text_encoder, tokenizer and the training scheduler (DDPM, or the base's ResShift), frozen."""
     from diffusers import DDPMScheduler
+
+    from ..schedulers import ResShiftScheduler
 
     if model.base == "tiny":
         from ..testing import tiny_components
@@ -113,7 +177,15 @@ def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
 
         parts = load_base_components(Path(model.base), prediction_type=model.prediction_type)
     parts["sampling_scheduler"] = parts["scheduler"]
-    parts["scheduler"] = DDPMScheduler.from_config(parts["scheduler"].config)
+    bridge = isinstance(parts["scheduler"], ResShiftScheduler)
+    if bridge != (model.objective == "bridge"):
+        raise ValueError(
+            f"model.objective: {model.objective} does not fit the base {model.base} (its scheduler is "
+            f"{type(parts['scheduler']).__name__}); a base trained with `spire train-base` objective: denoise "
+            "takes objective: bridge, a diffusion base takes objective: diffusion"
+        )
+    if not bridge:
+        parts["scheduler"] = DDPMScheduler.from_config(parts["scheduler"].config)
     for name in ("vae", "unet", "text_encoder"):
         parts[name].requires_grad_(False).eval()
     return parts
@@ -125,7 +197,7 @@ class SpireTask:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.parts = load_frozen_parts(config.model, seed=config.seed)
-        vae_factor = 2 ** (len(self.parts["vae"].config.block_out_channels) - 1)
+        vae_factor = vae_scale_factor(self.parts["vae"])
         if config.model.adaptor:
             adaptor = SpireAdaptor.from_pretrained(config.model.adaptor, local_files_only=True)
             adaptor.check_fits(self.parts["unet"])
@@ -136,6 +208,7 @@ class SpireTask:
                     self.parts["unet"], fusion=config.model.fusion, vae_scale_factor=vae_factor,
                     restoration_prompt=config.data.restoration_prompt,
                     condition_stem=config.model.condition_stem, stem_channels=config.model.stem_channels,
+                    numeric_channel=config.model.numeric_channel,
                 )  # fmt: skip
                 adaptor.init_condition_stem(self.parts["vae"])
         adaptor.register_to_config(restoration_prompt=config.data.restoration_prompt)
@@ -168,6 +241,8 @@ class SpireTask:
         self.trainable.to(device)
 
     def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        if self.config.model.objective == "bridge":
+            return bridge_loss(self.parts, model, batch, generator, self.config.model.p_t_one)
         return spire_loss(self.parts, model, batch, generator)
 
     def pipeline(self, adaptor: SpireAdaptor):
@@ -176,6 +251,7 @@ class SpireTask:
         pipe = SpirePipeline(
             vae=self.parts["vae"], text_encoder=self.parts["text_encoder"], tokenizer=self.parts["tokenizer"],
             unet=self.parts["unet"], adaptor=adaptor, scheduler=self.parts["sampling_scheduler"],
+            default_color_fix="none" if self.config.model.objective == "bridge" else "wavelet",
         )  # fmt: skip
         pipe.set_progress_bar_config(disable=True)
         return pipe
