@@ -64,7 +64,7 @@ def test_restore_without_model_explains_what_to_do_when_no_builtin_weights(tmp_p
     save_image(make_photo(32, 32), tmp_path / "photo.png")
     assert main(["restore", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "spire new-model" in err and "scripts/train_spire_tiny.sh" in err
+    assert "spire new-model" in err and "recipes/spire-tiny/train.sh" in err
 
 
 def test_builtin_name_without_weights_says_how_to_make_them(tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_builtin_name_without_weights_says_how_to_make_them(tmp_path, monkeypatc
 
     monkeypatch.setenv("SPIRE_IR_WEIGHTS", str(tmp_path / "empty"))
     with pytest.raises(
-        FileNotFoundError, match=r"spire-tiny weights are not installed .*train_spire_tiny\.sh"
+        FileNotFoundError, match=r"spire-tiny weights are missing .*recipes/spire-tiny/train\.sh"
     ):
         SpirePipeline.from_pretrained("spire-tiny")
 

@@ -364,3 +364,23 @@ def test_stop_after_ends_early_on_the_full_schedule(tmp_path):
     early = lrs(["log_every=1", "stop_after=4"], tmp_path / "early")
     assert len(full) == 8 and early == full[:4]  # the same schedule, cut at step 4
     assert json.loads((tmp_path / "early" / "summary.json").read_text())["steps"] == 4
+
+
+@pytest.mark.parametrize("prior", ["joint", "none"])
+def test_prior_ablation_trains_the_prior_with_the_adaptor(bridge_base, tmp_path, prior):
+    from diffusers import UNet2DConditionModel
+
+    overrides = [*BRIDGE_SMALL, f"output_dir={tmp_path}", f"model.base={bridge_base}", f"model.prior={prior}"]
+    config = load_config(TrainConfig, "configs/tiny-bridge.yaml", overrides)
+    task = SpireTask(config)
+    pretrained = UNet2DConditionModel.from_pretrained(bridge_base / "unet")
+    start = dict(task.trainable.unet.named_parameters())
+    same = all(torch.equal(p, start[n]) for n, p in pretrained.named_parameters())
+    assert same == (prior == "joint")  # "none" starts afresh, "joint" from the pretrained prior
+    before = _snapshot(task.trainable.unet)
+    run_loop(config, task)
+    assert _changed(before, task.trainable.unet) == set(before)
+    exported = UNet2DConditionModel.from_pretrained(tmp_path / "pipeline" / "unet")
+    trained = dict(task.trainable.unet.named_parameters())
+    assert not all(torch.equal(p, pretrained.state_dict()[n]) for n, p in exported.named_parameters())
+    assert exported.conv_out.weight.shape == trained["conv_out.weight"].shape

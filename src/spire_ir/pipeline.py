@@ -143,10 +143,9 @@ def installed_builtin_model(name: str = "spire-tiny") -> Path:
     folder = builtin_model_dir(name)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(
-            f"the built-in {name} weights are not installed ({folder}; $SPIRE_IR_WEIGHTS/{name} when that is "
-            "set): this release does not ship them (MODEL_CARD.md says why). Train and install them with `bash "
-            "scripts/train_spire_tiny.sh` (in a clone of the repository, editable install), point "
-            "SPIRE_IR_WEIGHTS at a folder holding spire-tiny/, or pass a local model folder"
+            f"the built-in {name} weights are missing from this install ({folder}): the package ships them, so "
+            f"reinstall spire-ir, set SPIRE_IR_WEIGHTS to a folder that holds {name}/, or re-create them in a clone "
+            "with `bash recipes/spire-tiny/train.sh`"
         )
     return folder
 

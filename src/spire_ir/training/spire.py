@@ -66,6 +66,9 @@ class ModelConfig:
     # the adaptor also reads the numbers of c_r through its time embedding (models.numeric); off is the
     # text-only ablation
     numeric_channel: bool = False
+    # the prior during adaptor training: "frozen" (the paper's), "joint" (trained with the adaptor from its
+    # pretrained weights) or "none" (trained with the adaptor from a fresh start): Table 5's prior ablation
+    prior: Literal["frozen", "joint", "none"] = "frozen"
 
 
 @dataclass
@@ -131,16 +134,23 @@ def sample_etas(batch: int, p_one: float, generator: torch.Generator) -> torch.T
 
 
 def bridge_loss(
-    parts: dict[str, Any], adaptor: torch.nn.Module, batch: dict, generator: torch.Generator, p_one: float = 0.5
+    parts: dict[str, Any],
+    adaptor: torch.nn.Module,
+    batch: dict,
+    generator: torch.Generator,
+    p_one: float = 0.5,
+    unet: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     """L1 of x̂₀ on one batch with the residual-shift bridge (``model.objective: bridge``).
 
     parts: frozen vae (lossless), unet (the residual denoiser prior), text_encoder, tokenizer and a
-    ``ResShiftScheduler``. batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
+    ``ResShiftScheduler``. batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings. ``unet`` replaces
+    parts["unet"] when the prior trains too (``model.prior``).
     """
     from ..models.numeric import restoration_numbers
 
-    vae, unet, scheduler = parts["vae"], parts["unet"], parts["scheduler"]
+    vae, scheduler = parts["vae"], parts["scheduler"]
+    unet = parts["unet"] if unet is None else unet
     device, dtype = unet.device, unet.dtype
     with torch.no_grad():
         x = vae.encode(batch["x"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
@@ -191,8 +201,17 @@ def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
     return parts
 
 
+class AdaptorAndPrior(torch.nn.Module):
+    """The trainable module when the prior trains with the adaptor (``model.prior``: joint or none)."""
+
+    def __init__(self, adaptor: SpireAdaptor, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.adaptor = adaptor
+        self.unet = unet
+
+
 class SpireTask:
-    """The adaptor on a frozen prior."""
+    """The adaptor on a frozen prior (or, for the prior ablation, with the prior training too)."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -228,29 +247,52 @@ class SpireTask:
                     f"got {config.model.max_timestep}"
                 )
             self.parts["max_timestep"] = config.model.max_timestep
-        self.trainable = adaptor.float().requires_grad_(True)
+        adaptor = adaptor.float().requires_grad_(True)
+        if config.model.prior == "frozen":
+            self.trainable: torch.nn.Module = adaptor
+        else:
+            if config.model.objective != "bridge":
+                raise ValueError(f"model.prior: {config.model.prior} is an ablation of the bridge objective")
+            unet = self.parts.pop("unet")
+            if config.model.prior == "none":  # the same network from a fresh start: no pretrained prior
+                from diffusers import UNet2DConditionModel
+
+                with torch.random.fork_rng():
+                    torch.manual_seed(config.seed)
+                    unet = UNet2DConditionModel.from_config(unet.config)
+                torch.nn.init.zeros_(unet.conv_out.weight)
+                torch.nn.init.zeros_(unet.conv_out.bias)
+            self.trainable = AdaptorAndPrior(adaptor, unet.float().requires_grad_(True).train())
         if config.gradient_checkpointing:
-            self.parts["unet"].enable_gradient_checkpointing()
-            self.trainable.controlnet.enable_gradient_checkpointing()
+            self.prior_of(self.trainable).enable_gradient_checkpointing()
+            self.adaptor_of(self.trainable).controlnet.enable_gradient_checkpointing()
         self._validation: list[dict] | None = None
+
+    def adaptor_of(self, model: torch.nn.Module) -> SpireAdaptor:
+        return model.adaptor if isinstance(model, AdaptorAndPrior) else model
+
+    def prior_of(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.unet if isinstance(model, AdaptorAndPrior) else self.parts["unet"]
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         frozen_dtype = dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
         for name in ("vae", "unet", "text_encoder"):
-            move(self.parts[name], device, frozen_dtype)
+            if name in self.parts:
+                move(self.parts[name], device, frozen_dtype)
         self.trainable.to(device)
 
     def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
         if self.config.model.objective == "bridge":
-            return bridge_loss(self.parts, model, batch, generator, self.config.model.p_t_one)
+            return bridge_loss(self.parts, self.adaptor_of(model), batch, generator, self.config.model.p_t_one,
+                               unet=self.prior_of(model))  # fmt: skip
         return spire_loss(self.parts, model, batch, generator)
 
-    def pipeline(self, adaptor: SpireAdaptor):
+    def pipeline(self, model: torch.nn.Module):
         from ..pipeline import SpirePipeline
 
         pipe = SpirePipeline(
             vae=self.parts["vae"], text_encoder=self.parts["text_encoder"], tokenizer=self.parts["tokenizer"],
-            unet=self.parts["unet"], adaptor=adaptor, scheduler=self.parts["sampling_scheduler"],
+            unet=self.prior_of(model), adaptor=self.adaptor_of(model), scheduler=self.parts["sampling_scheduler"],
             default_color_fix="none" if self.config.model.objective == "bridge" else "wavelet",
         )  # fmt: skip
         pipe.set_progress_bar_config(disable=True)
@@ -283,8 +325,8 @@ class SpireTask:
         )
         return {"psnr": sum(psnrs) / len(psnrs), "grid": grid}
 
-    def export(self, model: SpireAdaptor, run_dir: Path) -> Path:
-        model.save_pretrained(run_dir / "adaptor")
+    def export(self, model: torch.nn.Module, run_dir: Path) -> Path:
+        self.adaptor_of(model).save_pretrained(run_dir / "adaptor")
         self.pipeline(model).save_pretrained(run_dir / "pipeline")
         return run_dir / "pipeline"
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Every number of MODEL_CARD.md, one command each, on the 8 evaluation photos at 256² (2 CPU cores).
+#   bash recipes/spire-tiny/measure.sh [MODEL]      # MODEL: spire-tiny (default) or a pipeline folder
+# Results: results/spire-tiny/ (benches, runs, reports, JSON); grids: docs/images/spire-tiny/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MODEL=${1:-spire-tiny}
+OUT=results/spire-tiny
+EVAL=data/spire-mini/eval/photos
+mkdir -p $OUT docs/images/spire-tiny
+
+# the card tasks: one bench per task; identity, classical, ffdnet on noise, spire-tiny at K = 1 and K = 4
+declare -A TASKS=(
+  [noise005]="Denoise with sigma 0.05" [noise010]="Denoise with sigma 0.10"
+  [blur15]="Deblur with sigma 1.5" [blur25]="Deblur with sigma 2.5"
+  [jpeg30]="Dejpeg with quality 30" [up4]="Upsample to 4.0"
+)
+for task in noise005 noise010 blur15 blur25 jpeg30 up4; do
+  spire bench build --images $EVAL --n 8 --size 256 --seed 0 --prompt "${TASKS[$task]}" -o $OUT/bench/$task
+  runs=""
+  for method in identity classical; do
+    spire bench run $OUT/bench/$task --method $method -o $OUT/runs/$task-$method; runs="$runs $OUT/runs/$task-$method"
+  done
+  case $task in noise*)
+    spire bench run $OUT/bench/$task --method ffdnet -o $OUT/runs/$task-ffdnet; runs="$runs $OUT/runs/$task-ffdnet";;
+  esac
+  for k in 1 4; do
+    spire bench run $OUT/bench/$task --method spire --model "$MODEL" --steps $k -o $OUT/runs/$task-spire-k$k
+    runs="$runs $OUT/runs/$task-spire-k$k"
+  done
+  spire bench report $runs -o $OUT/reports/$task
+done
+
+# blind restoration: Real-ESRGAN degradation, "Remove all degradation"
+spire bench build --images $EVAL --n 8 --size 256 --seed 0 --setting realesrgan -o $OUT/bench/blind
+for method in identity bicubic realesrgan spire; do
+  spire bench run $OUT/bench/blind --method $method --model "$MODEL" -o $OUT/runs/blind-$method
+done
+spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/reports/blind
+
+# K and the step kind; CFG with the captions
+python recipes/spire-tiny/sweep.py --model "$MODEL" --steps 1,2,4,8 -o $OUT/sweep-k.json
+python recipes/spire-tiny/sweep.py --model "$MODEL" --steps 1 --kinds deterministic --captions --guidance 1.5 \
+  -o $OUT/sweep-captions.json
+
+# strength control (Fig. 7) and semantic prompting (Fig. 6)
+python scripts/eval_spire_tiny.py strength --model "$MODEL" -o $OUT/strength.json
+python scripts/eval_spire_tiny.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
+spire degrade $EVAL/chelsea.png -o $OUT/chelsea-noise010.png --prompt "Denoise with sigma 0.10" --seed 0
+spire walk $OUT/chelsea-noise010.png --model "$MODEL" -p "a tabby cat looking to the side" -r "Denoise with sigma {}" \
+  --values 0.02,0.04,0.08,0.12,0.16,0.24 -o docs/images/spire-tiny/walk-denoise.png
+spire degrade $EVAL/coffee.png -o $OUT/coffee-blur20.png --prompt "Deblur with sigma 2.0" --seed 0
+spire walk $OUT/coffee-blur20.png --model "$MODEL" -p "a cup of coffee on a saucer with a spoon" \
+  -r "Deblur with sigma {}" --values 0.5,1.0,1.5,2.0,3.0,4.0 -o docs/images/spire-tiny/walk-deblur.png
+
+# speed and memory at default settings (2 threads)
+python benchmarks/spire_tiny.py --threads 2 | tee $OUT/speed.txt

@@ -1,0 +1,74 @@
+"""The shipped spire-tiny model: restores out of the box, offline, with the gains its card promises."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from spire_ir.cli import main
+from spire_ir.degradations import degrade
+from spire_ir.image_utils import load_image, save_image
+from spire_ir.metrics import psnr
+from spire_ir.pipeline import SpirePipeline, builtin_model_dir
+from spire_ir.seeding import make_generator
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    """A real photo (scikit-image's coffee, CC0), 256² crop of its short side: one of the evaluation photos."""
+    from skimage import data
+
+    array = torch.from_numpy(data.coffee().copy()).permute(2, 0, 1).float() / 255
+    return torch.nn.functional.interpolate(array[None, :, :, 100:500], size=(256, 256), mode="area")
+
+
+@pytest.fixture(scope="module")
+def pipe() -> SpirePipeline:
+    pipe = SpirePipeline.from_pretrained("spire-tiny")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _degraded(photo, prompt):
+    y = degrade(photo, prompt, make_generator(0))[0].clamp(0, 1)
+    return (y * 255).round() / 255  # as saved to a file
+
+
+def test_the_folder_is_small_and_references_the_packaged_text_encoder():
+    folder = builtin_model_dir("spire-tiny")
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size <= 30e6, f"{size / 1e6:.1f} MB"
+    assert (
+        json.loads((folder / "text_encoder" / "spire_reference.json").read_text())["packaged_encoder"]
+        == "minilm"
+    )
+
+
+def test_noise_gains_4_db_and_blur_1_db_on_a_real_photo(pipe, photo):
+    for prompt, gain in (("Denoise with sigma 0.08", 4.0), ("Deblur with sigma 1.5", 1.0)):
+        y = _degraded(photo, prompt)
+        out = pipe(y, restoration_prompt=prompt, generator=make_generator(0), output_type="pt").images
+        assert float(psnr(out, photo)) >= float(psnr(y, photo)) + gain, prompt
+
+
+def test_restore_without_model_works_offline_and_keeps_the_size(tmp_path, photo, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    y = _degraded(photo[..., :200, :232], "Denoise with sigma 0.08")
+    save_image(y, tmp_path / "photo.png")
+    assert (
+        main(
+            [
+                "restore",
+                str(tmp_path / "photo.png"),
+                "-r",
+                "Denoise with sigma 0.08",
+                "-o",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    assert Image.open(tmp_path / "out" / "photo.png").size == (232, 200)
+    restored = load_image(tmp_path / "out" / "photo.png").tensor
+    assert float(psnr(restored, photo[..., :200, :232])) >= float(psnr(y, photo[..., :200, :232])) + 4.0
