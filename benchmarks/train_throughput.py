@@ -2,9 +2,13 @@
 
 Presets: ``tiny`` (the test model, 64²), ``cpu`` (SD-1.5 layout with widths / 10, 256², see benchmarks/pipeline.py)
 and, when a GPU is present, ``sd15`` (SD-1.5 shapes with random weights, 512², bf16, gradient checkpointing).
+``recipe-prior`` and ``recipe-adaptor`` time the two stages of spire-tiny's recipe (``recipes/spire-tiny/``) at its
+configs' widths, resolution and batch, with fresh weights and the recipe's own data pipeline, so that the width can
+be chosen from s/step before a run (``--set key=value`` tries another setting, e.g. ``model.block_out_channels``).
 
     python benchmarks/train_throughput.py                      # tiny + cpu
     python benchmarks/train_throughput.py --presets sd15 --batch-size 8
+    python benchmarks/train_throughput.py --presets recipe-prior recipe-adaptor
 """
 
 from __future__ import annotations
@@ -82,6 +86,56 @@ def measure(
           f"({seconds / steps:.3f} s/step, {device}, {dtype}{', checkpointing' if checkpointing else ''}{memory})")  # fmt: skip
 
 
+def measure_recipe(stage: str, steps: int, overrides: list[str]) -> None:
+    """s/step of a spire-tiny recipe stage: data loading (the degradations) + loss + backward + AdamW."""
+    import tempfile
+
+    from spire_ir.config import load_config
+    from spire_ir.data import build_dataloader
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        if stage == "prior":
+            from spire_ir.training.base import BaseTask, BaseTrainConfig
+
+            config = load_config(
+                BaseTrainConfig, root / "recipes/spire-tiny/prior.yaml", [f"output_dir={tmp}", *overrides]
+            )
+            task = BaseTask(config)
+        else:
+            from spire_ir.training.base import BaseTask, BaseTrainConfig
+            from spire_ir.training.spire import SpireTask, TrainConfig
+
+            prior = load_config(
+                BaseTrainConfig, root / "recipes/spire-tiny/prior.yaml", [f"output_dir={tmp}"]
+            )
+            base = BaseTask(prior)
+            base_dir = base.export(base.trainable, Path(tmp))
+            config = load_config(TrainConfig, root / "recipes/spire-tiny/adaptor.yaml",
+                                 [f"output_dir={tmp}", f"model.base={base_dir}", *overrides])  # fmt: skip
+            task = SpireTask(config)
+        task.to(torch.device("cpu"), torch.float32)
+        model = task.trainable.train()
+        optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        loader, _ = build_dataloader(config.data, config.batch_size)
+        batches = iter(loader)
+        generator = torch.Generator().manual_seed(0)
+        times = []
+        for _ in range(steps + 1):  # the first step is warm-up
+            started = time.perf_counter()
+            loss = task.loss(model, next(batches), generator)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            times.append(time.perf_counter() - started)
+        per_step = sum(times[1:]) / steps
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+        print(
+            f"recipe-{stage} {config.data.resolution}² batch {config.batch_size}: {per_step:.2f} s/step, "
+            f"{config.batch_size / per_step:.1f} samples/s, {params:.2f} M trainable parameters"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -89,11 +143,15 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=None, help="tiny cpu sd15")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--set", action="append", default=[], help="recipe presets: a config override")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     presets = args.presets or (["tiny", "cpu", "sd15"] if cuda else ["tiny", "cpu"])
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     for preset in presets:
+        if preset.startswith("recipe-"):
+            measure_recipe(preset.removeprefix("recipe-"), args.steps, args.set)
+            continue
         on_gpu = preset == "sd15"
         if on_gpu and not cuda:
             print("sd15: skipped (needs a CUDA GPU)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Table 5 ablations of spire-tiny at one budget: the recipe's adaptor stage cut to STEPS steps (default 600),
+# The Table 5 ablations of spire-tiny at one budget: the recipe's adaptor stage run for STEPS steps (default 600),
 # changing one thing each, all on the same frozen prior, data and seed; then PSNR / SSIM at K = 1 on the card tasks
 # (recipes/spire-tiny/sweep.py). Results: results/spire-tiny/ablations/NAME.json.
 #   bash recipes/spire-tiny/ablations.sh [STEPS]
@@ -10,14 +10,14 @@ RUN=runs/spire-tiny-v2/ablations-$STEPS
 OUT=results/spire-tiny/ablations
 mkdir -p $OUT
 declare -A CHANGES=(
-  [ours]=""                                                   # modulation, numeric channel, c_r with numbers
+  [ours]=""                                                   # the recipe: modulation, numeric channel, joint prior
+  [frozen]="--set model.prior=frozen"                         # the paper's frozen prior
+  [no-prior]="--set model.prior=none"                         # the same network, no pretrained prior
   [additive]="--set model.fusion=additive"                    # the paper's ControlNet-SR fusion
   [text-only]="--set model.numeric_channel=false"             # c_r through cross-attention only
   [without-params]="--set data.restoration_prompt=without_params --set model.numeric_channel=false"
-  [joint]="--set model.prior=joint"                           # the prior trains with the adaptor
-  [no-prior]="--set model.prior=none"                         # the same network, no pretrained prior
 )
-for name in ours additive text-only without-params joint no-prior; do
+for name in ours frozen no-prior additive text-only without-params; do
   if [ ! -f $RUN/$name/summary.json ]; then
     resume=(); if compgen -G "$RUN/$name/checkpoint-*" > /dev/null; then resume=(--resume latest); fi
     # shellcheck disable=SC2086

@@ -9,7 +9,7 @@ OUT=results/spire-tiny
 EVAL=data/spire-mini/eval/photos
 mkdir -p $OUT docs/images/spire-tiny
 
-# the card tasks: one bench per task; identity, classical, ffdnet on noise, spire-tiny at K = 1 and K = 4
+# the card tasks: one bench per task; identity, classical, ffdnet on noise, spire-tiny at its defaults (K = 1)
 declare -A TASKS=(
   [noise005]="Denoise with sigma 0.05" [noise010]="Denoise with sigma 0.10"
   [blur15]="Deblur with sigma 1.5" [blur25]="Deblur with sigma 2.5"
@@ -24,10 +24,8 @@ for task in noise005 noise010 blur15 blur25 jpeg30 up4; do
   case $task in noise*)
     spire bench run $OUT/bench/$task --method ffdnet -o $OUT/runs/$task-ffdnet; runs="$runs $OUT/runs/$task-ffdnet";;
   esac
-  for k in 1 4; do
-    spire bench run $OUT/bench/$task --method spire --model "$MODEL" --steps $k -o $OUT/runs/$task-spire-k$k
-    runs="$runs $OUT/runs/$task-spire-k$k"
-  done
+  spire bench run $OUT/bench/$task --method spire --model "$MODEL" -o $OUT/runs/$task-spire-k1
+  runs="$runs $OUT/runs/$task-spire-k1"
   spire bench report $runs -o $OUT/reports/$task
 done
 
@@ -38,14 +36,15 @@ for method in identity bicubic realesrgan spire; do
 done
 spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/reports/blind
 
-# K and the step kind; CFG with the captions
-python recipes/spire-tiny/sweep.py --model "$MODEL" --steps 1,2,4,8 -o $OUT/sweep-k.json
-python recipes/spire-tiny/sweep.py --model "$MODEL" --steps 1 --kinds deterministic --captions --guidance 1.5 \
-  -o $OUT/sweep-captions.json
+# K and the step kind (empty semantic prompt)
+[ -f $OUT/sweep-k.json ] || python recipes/spire-tiny/sweep.py --model "$MODEL" --steps 1,2,4 -o $OUT/sweep-k.json
+
+# speed and memory at default settings (2 threads)
+python benchmarks/spire_tiny.py --threads 2 | tee $OUT/speed.txt
 
 # strength control (Fig. 7) and semantic prompting (Fig. 6)
-python scripts/eval_spire_tiny.py strength --model "$MODEL" -o $OUT/strength.json
-python scripts/eval_spire_tiny.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
+python recipes/spire-tiny/eval.py strength --model "$MODEL" -o $OUT/strength.json
+python recipes/spire-tiny/eval.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
 spire degrade $EVAL/chelsea.png -o $OUT/chelsea-noise010.png --prompt "Denoise with sigma 0.10" --seed 0
 spire walk $OUT/chelsea-noise010.png --model "$MODEL" -p "a tabby cat looking to the side" -r "Denoise with sigma {}" \
   --values 0.02,0.04,0.08,0.12,0.16,0.24 -o docs/images/spire-tiny/walk-denoise.png
@@ -53,5 +52,3 @@ spire degrade $EVAL/coffee.png -o $OUT/coffee-blur20.png --prompt "Deblur with s
 spire walk $OUT/coffee-blur20.png --model "$MODEL" -p "a cup of coffee on a saucer with a spoon" \
   -r "Deblur with sigma {}" --values 0.5,1.0,1.5,2.0,3.0,4.0 -o docs/images/spire-tiny/walk-deblur.png
 
-# speed and memory at default settings (2 threads)
-python benchmarks/spire_tiny.py --threads 2 | tee $OUT/speed.txt

@@ -1,16 +1,18 @@
-"""``SpirePipeline``: dual-prompt restoration with DDIM and classifier-free guidance on the semantic prompt.
+"""``SpirePipeline``: dual-prompt restoration, one sampling loop, classifier-free guidance on the semantic prompt.
 
 Paper §3.1-3.3. The frozen text-to-image UNet reads the semantic prompt c_s; the adaptor reads the degraded image
-y, the noisy latent and the restoration prompt c_r, and modulates the UNet's skip features. Sampling (one readable
-loop in ``__call__``):
+y, the noisy sample and the restoration prompt c_r, and modulates the UNet's skip features. Sampling (one readable
+loop in ``__call__``; the scheduler decides how it starts and steps):
 
-    ε̂ = ε(z_t, t, ∅ | y, c_r) + w·[ε(z_t, t, c_s | y, c_r) − ε(z_t, t, ∅ | y, c_r)]
+    out = out(x_t, t, ∅ | y, c_r) + w·[out(x_t, t, c_s | y, c_r) − out(x_t, t, ∅ | y, c_r)]
 
-y and c_r go to both halves. The adaptor's inputs (z_t, t, y, c_r) do not depend on c_s, so it runs *once* per
-step and its (γ, β) serve both halves (half the ControlNet cost of diffusers' ControlNet pipeline under CFG).
+where out is ε̂ or v̂ for a noise scheduler (DDIM, Euler, DPM++, UniPC on SD models) or the x̂₀ residual of a bridge
+model (``ResShiftScheduler``, spire-tiny). y and c_r go to both halves. The adaptor's inputs (x_t, t, y, c_r) do not
+depend on c_s, so it runs *once* per step and its (γ, β) serve both halves (half the ControlNet cost of diffusers'
+ControlNet pipeline under CFG).
 
 Large images are sampled in overlapping latent tiles blended with Gaussian weights (each tile paired with its crop
-of y), and the VAE encodes and decodes in tiles, so memory stays roughly flat as the image grows.
+of y), and a VAE encodes and decodes in tiles, so memory stays roughly flat as the image grows.
 """
 
 from __future__ import annotations

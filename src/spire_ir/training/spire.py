@@ -69,6 +69,10 @@ class ModelConfig:
     # the prior during adaptor training: "frozen" (the paper's), "joint" (trained with the adaptor from its
     # pretrained weights) or "none" (trained with the adaptor from a fresh start): Table 5's prior ablation
     prior: Literal["frozen", "joint", "none"] = "frozen"
+    # bridge: κ, the noise scale of the residual shift (start y + κε), overriding the base's scheduler; saved in
+    # the exported pipeline. A small κ costs less at K = 1, where the start noise must be removed with the
+    # degradation; the prior is trained on σ down to 0, so any κ up to its sigma_uniform_max stays in range
+    kappa: float | None = None
 
 
 @dataclass
@@ -196,6 +200,9 @@ def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
         )
     if not bridge:
         parts["scheduler"] = DDPMScheduler.from_config(parts["scheduler"].config)
+    elif model.kappa is not None:
+        parts["scheduler"] = ResShiftScheduler.from_config(parts["scheduler"].config, kappa=model.kappa)
+        parts["sampling_scheduler"] = parts["scheduler"]
     for name in ("vae", "unet", "text_encoder"):
         parts[name].requires_grad_(False).eval()
     return parts

@@ -1,0 +1,55 @@
+"""Print the model card's tables from what recipes/spire-tiny/measure.sh wrote (results/spire-tiny/).
+
+python recipes/spire-tiny/card_tables.py [results/spire-tiny]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+TASKS = {
+    "noise005": "Denoise with sigma 0.05", "noise010": "Denoise with sigma 0.10", "blur15": "Deblur with sigma 1.5",
+    "blur25": "Deblur with sigma 2.5", "jpeg30": "Dejpeg with quality 30", "up4": "Upsample to 4.0",
+}  # fmt: skip
+METHODS = ("identity", "classical", "ffdnet", "spire-k1")
+
+
+def _cell(run: Path) -> str:
+    if not (run / "summary.json").is_file():
+        return "–"
+    metrics = json.loads((run / "summary.json").read_text())["metrics"]
+    values = [metrics.get(m, {}).get("mean") for m in ("psnr", "ssim", "niqe")]
+    return " / ".join(
+        "–" if v is None else f"{v:.2f}" if i != 1 else f"{v:.3f}" for i, v in enumerate(values)
+    )
+
+
+def main() -> None:
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/spire-tiny")
+    runs = root / "runs"
+    print("| task | " + " | ".join(METHODS) + " |\n" + "|---" * (len(METHODS) + 1) + "|")
+    for key, task in TASKS.items():
+        print(f"| {task} | " + " | ".join(_cell(runs / f"{key}-{m}") for m in METHODS) + " |")
+    print("\n| blind | PSNR / SSIM / NIQE |\n|---|---|")
+    for method in ("identity", "bicubic", "realesrgan", "spire"):
+        print(f"| {method} | {_cell(runs / f'blind-{method}')} |")
+    for name in ("sweep-k", "sweep-captions"):
+        path = root / f"{name}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            keys = [k for k in next(iter(data["tasks"].values())) if k.endswith("_psnr")]
+            print(f"\n{name}\n| task | " + " | ".join(keys) + " |\n" + "|---" * (len(keys) + 1) + "|")
+            for task, row in data["tasks"].items():
+                print(f"| {task} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
+    for name in ("strength", "semantic"):
+        path = root / f"{name}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            summary = {k: v for k, v in data.items() if not isinstance(v, list)}
+            print(f"\n{name}: {json.dumps(summary)[:1500]}")
+
+
+if __name__ == "__main__":
+    main()
