@@ -12,11 +12,7 @@ import argparse
 from pathlib import Path
 
 import torch
-
-TASKS = (
-    "Denoise with sigma 0.05", "Denoise with sigma 0.10", "Deblur with sigma 1.5", "Deblur with sigma 2.5",
-    "Dejpeg with quality 30", "Upsample to 4.0",
-)  # fmt: skip
+from sweep import CARD_TASKS  # recipes/spire-tiny/sweep.py: the six card prompts, one list for both scripts
 
 
 def main() -> None:
@@ -44,7 +40,7 @@ def main() -> None:
     top, left = (height - args.crop) // 2, (width - args.crop) // 2
     crop = (..., slice(top, top + args.crop), slice(left, left + args.crop))
     rows = []
-    for task in TASKS:
+    for task in CARD_TASKS:
         y = (degrade(x, task, make_generator(0))[0].clamp(0, 1) * 255).round() / 255
         with torch.no_grad():
             out = pipe(
