@@ -9,6 +9,8 @@ Writes:
   short side 384, and where it is large enough, a 3 × 3 grid of 256² crops at short side 512.
 * ``train/tiles/``: 128² tiles of the training photos at native scale (the photo at short side 128, a 2 × 2 grid
   at 256, 3 × 3 at 384 and 4 × 4 at 512 where the photo is that large), for 128² training without resampling.
+* ``train/tiles-wallpapers/``: the same tiles of the photographs among the desktop wallpaper packages (SOURCES.json
+  group "wallpapers"), kept apart because spire-tiny's stages 1 and 2 train without them and stage 3 with them.
 * ``train/scenes/``: procedural scenes at 128² drawn on texture crops of *training* photos.
 
 Every image has its caption in a NAME.txt sidecar.
@@ -83,9 +85,10 @@ def main() -> None:
         raise SystemExit(
             f"evaluation photos missing: {missing}; install the packages build_photo_set.py lists"
         )
-    train, scenes, tiles = root / "train" / "photos", root / "train" / "scenes", root / "train" / "tiles"
+    train, scenes, core_tiles = root / "train" / "photos", root / "train" / "scenes", root / "train" / "tiles"
+    wallpaper_tiles = root / "train" / "tiles-wallpapers"
     eval_photos, eval_scenes = root / "eval" / "photos", root / "eval" / "scenes"
-    for folder in (train, scenes, tiles, eval_photos, eval_scenes):
+    for folder in (train, scenes, core_tiles, wallpaper_tiles, eval_photos, eval_scenes):
         folder.mkdir(parents=True, exist_ok=True)
     count = 0
 
@@ -103,9 +106,11 @@ def main() -> None:
             _centre_crop(image, 256).save(eval_photos / f"{name}.png")
             (eval_photos / f"{name}.txt").write_text(caption)
             continue
-        add(_resize_short(image, 256), f"{name}_s256", caption)
+        tiles = wallpaper_tiles if entry.get("group") == "wallpapers" else core_tiles
+        if tiles is core_tiles:
+            add(_resize_short(image, 256), f"{name}_s256", caption)
         for short, grid in ((384, (0.0, 1.0)), (512, (0.0, 0.5, 1.0))):
-            if min(image.size) < short:
+            if min(image.size) < short or tiles is wallpaper_tiles:
                 continue
             scaled = _resize_short(image, short)
             for fy in grid:

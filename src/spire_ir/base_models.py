@@ -65,11 +65,25 @@ def _from_folder(base: Path, prediction_type: str | None, torch_dtype: torch.dty
         kwargs["torch_dtype"] = torch_dtype
     from diffusers import DDIMScheduler
 
+    from .text import load_reference
+
+    # a shipped model folder names an installed package's encoder (spire_reference.json) instead of a copy
+    text_encoder = load_reference(base / "text_encoder", "text_encoder")
+    if text_encoder is None:
+        text_encoder = AutoModel.from_pretrained(base / "text_encoder", **kwargs)
+    elif torch_dtype is not None:
+        text_encoder = text_encoder.to(torch_dtype)
+    tokenizer = load_reference(base / "tokenizer", "tokenizer")
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True)
+    unet = UNet2DConditionModel.from_pretrained(base / "unet", **kwargs)
+    if torch_dtype is None:
+        unet = unet.float()  # weights stored in fp16 (a shipped model) train and run in fp32 unless asked
     return {
-        "unet": UNet2DConditionModel.from_pretrained(base / "unet", **kwargs),
+        "unet": unet,
         "vae": load_vae(base / "vae", **kwargs),
-        "text_encoder": AutoModel.from_pretrained(base / "text_encoder", **kwargs),
-        "tokenizer": AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True),
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
         "scheduler": _scheduler(DDIMScheduler.load_config(base / "scheduler"), prediction_type),
     }
 
