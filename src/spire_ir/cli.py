@@ -44,8 +44,66 @@ def _inputs(path: Path) -> list[Path]:
     return [path]
 
 
-def _report(path: Path, error: Exception) -> None:
+def _report(path: Path, error: BaseException) -> None:
+    if isinstance(error, MemoryError) or "memory" in str(error).lower():
+        error = RuntimeError(
+            f"out of memory ({type(error).__name__}: {str(error)[:200]}); restore it in tiles (--tile 512, or "
+            "smaller), or on a machine with more memory"
+        )
     print(f"spire: skipped {path}: {error}", file=sys.stderr)
+
+
+def _output_stems(files: list[Path]) -> dict[Path, str]:
+    """Each input's output name without extension: its stem, or stem_ext when two inputs share a stem (a.jpg and
+    a.png), so that no output is written twice. Collisions are reported on stderr."""
+    from collections import Counter
+
+    counts = Counter(p.stem for p in files)
+    stems = {}
+    for path in files:
+        if counts[path.stem] > 1:
+            stems[path] = f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+            print(f"spire: {path.name} shares its name with another input; writing it as {stems[path]}.*",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            stems[path] = path.stem
+    return stems
+
+
+def _existing(targets: list[Path], overwrite: bool) -> bool:
+    """True (and a note on stderr) when an output exists and --overwrite was not given: the file is skipped."""
+    found = [t for t in targets if t.exists()]
+    if found and not overwrite:
+        print(f"spire: {found[0]} exists; skipped (pass --overwrite to replace it)", file=sys.stderr)
+        return True
+    return False
+
+
+def _max_pixels(text: str) -> int:
+    """--max-pixels: a pixel count, "50e6" or "50M"."""
+    value = text.strip().upper()
+    scale = 1_000_000 if value.endswith("M") else 1
+    try:
+        pixels = int(float(value.removesuffix("M")) * scale)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--max-pixels takes a pixel count such as 50M or 5e7, got {text!r}") from error
+    if pixels < 1:
+        raise argparse.ArgumentTypeError(f"--max-pixels must be at least 1, got {text!r}")
+    return pixels
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# errors one bad input can raise; each is reported with the file's name and the batch goes on
+PER_FILE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MemoryError, RuntimeError)
 
 
 # --------------------------------------------------------------------------------------------- degrade
@@ -55,7 +113,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     import torch
 
     from .degradations import degrade, get_degradation
-    from .image_utils import ImageLoadError, guard_not_input, load_image, save_image, save_json
+    from .image_utils import DEFAULT_MAX_PIXELS, guard_not_input, load_image, save_image, save_json
     from .prompts import PromptError
     from .seeding import derive_seed, make_generator
 
@@ -65,6 +123,17 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     single_file_out = not source.is_dir() and output.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
     if source.is_dir() and output.suffix:
         raise CommandError(f"INPUT is a folder, so -o must be a folder too, got {output}")
+    if source.is_dir() and output.resolve() == source.resolve():
+        raise CommandError(
+            f"-o {output} is the input folder: the degraded images would lie among the inputs; choose another "
+            "folder, e.g. -o degraded"
+        )
+    if single_file_out and output.suffix.lower() in (".jpg", ".jpeg") and not args.allow_lossy:
+        raise CommandError(
+            f"-o {output}: a JPEG file adds compression on top of the degradation, which its restoration prompt "
+            "does not say; write .png (or lossless .webp), or pass --allow-lossy to write it anyway (the sidecar "
+            "then records the output format)"
+        )
     if args.prompt is not None:
         from . import prompts
 
@@ -78,11 +147,14 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         pipeline = get_degradation(args.random)
 
     failures = 0
+    stems = _output_stems(files)
     for path in files:
-        target = output if single_file_out else output / f"{path.stem}.png"
+        target = output if single_file_out else output / f"{stems[path]}.png"
         try:
             guard_not_input(target, files)
-            loaded = load_image(path)
+            if _existing([target], args.overwrite):
+                continue
+            loaded = load_image(path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
             image_seed = derive_seed(args.seed, path.name)
             generator = make_generator(image_seed)
             with torch.no_grad():
@@ -99,14 +171,17 @@ def cmd_degrade(args: argparse.Namespace) -> int:
                 "mode": mode,
                 "conversions": loaded.conversions,
                 "size": list(y.shape[-2:]),
+                "output_format": target.suffix.lower().lstrip("."),
             }
+            if target.suffix.lower() in (".jpg", ".jpeg"):
+                sidecar["output_format"] = "jpeg quality 95 (lossy, not part of the restoration prompt)"
             caption = path.with_suffix(".txt")
             if caption.is_file():
                 sidecar["semantic_prompt"] = caption.read_text(encoding="utf-8").strip()
             save_image(y, target)
             save_json(sidecar, target.with_suffix(".json"))
             print(f"{path} -> {target}  [{c_r}]")
-        except (ImageLoadError, ValueError, OSError) as error:
+        except PER_FILE_ERRORS as error:
             failures += 1
             _report(path, error)
     if failures:
@@ -135,6 +210,15 @@ def _default_model() -> str:
 def _pick_device(name: str) -> str:
     import torch
 
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError(
+            f"--device {name}: CUDA is not available here (torch {torch.__version__}, "
+            f"{'a CPU-only build' if torch.version.cuda is None else 'no GPU visible'}); use --device cpu or auto"
+        )
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CommandError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
+    if name not in ("auto", "cpu", "mps") and not name.startswith("cuda"):
+        raise CommandError(f"--device {name}: choose auto, cpu, cuda, cuda:N or mps")
     if name != "auto":
         return name
     if torch.cuda.is_available():
@@ -159,6 +243,8 @@ def _load_pipeline(args: argparse.Namespace):
     except (FileNotFoundError, OSError, ValueError) as error:
         raise CommandError(str(error)) from error
     pipe.to(device)
+    if getattr(args, "progress", None) is None:  # a bar per image on a terminal, none in logs and pipes
+        args.progress = sys.stderr.isatty()
     pipe.set_progress_bar_config(disable=not args.progress, leave=False)
     if getattr(args, "steps", 0) is None:  # record what runs, not "default"
         args.steps = int(pipe.config.default_steps)
@@ -211,6 +297,46 @@ def _sidecar_prompts(path: Path) -> dict[str, str]:
     return found
 
 
+_COST: dict[int, tuple[float, float]] = {}  # id(pipeline) -> (seconds fixed, seconds per pixel and step)
+
+
+def _warn_if_slow(pipe, image, args: argparse.Namespace, runs: int = 1, limit_s: float = 60.0) -> None:
+    """Say before it starts when restoring ``image`` ((1, 3, H, W)) is likely to take more than ``limit_s``: the
+    size, tiles, steps and an estimate from two timed one-step probes (64² and 128², once per pipeline)."""
+    import math
+    import time
+
+    import torch
+
+    height, width = image.shape[-2:]
+    if height * width <= 128 * 128:
+        return
+    if id(pipe) not in _COST:
+        timings = []
+        semantic = "a photo" if (args.guidance or 0) > 1 else ""
+        for side in (64, 128):
+            probe = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+            start = time.perf_counter()
+            pipe(probe, prompt=semantic, restoration_prompt="Remove all degradation", num_inference_steps=1,
+                 guidance_scale=args.guidance, generator=torch.Generator().manual_seed(0), output_type="pt",
+                 color_fix="none")  # fmt: skip
+            timings.append(time.perf_counter() - start)
+        per_pixel = max((timings[1] - timings[0]) / (128**2 - 64**2), timings[1] / 128**2 / 4)
+        _COST[id(pipe)] = (max(0.0, timings[0] - per_pixel * 64**2), per_pixel)
+    fixed, per_pixel = _COST[id(pipe)]
+    tile, overlap = args.tile or 0, args.tile_overlap
+    if tile and max(height, width) > tile:
+        stride = max(1, tile - overlap)
+        tiles = math.ceil(max(1, height - overlap) / stride) * math.ceil(max(1, width - overlap) / stride)
+        pixels, layout = tiles * tile * tile, f"{tiles} tiles of {tile}²"
+    else:
+        pixels, layout = height * width, "untiled"
+    seconds = runs * (fixed + per_pixel * pixels * args.steps)
+    if seconds > limit_s:
+        print(f"spire: {width} × {height}, {layout}, {args.steps} step(s){f' × {runs} values' if runs > 1 else ''}:"
+              f" about {seconds / 60:.1f} min on {next(pipe.unet.parameters()).device}", file=sys.stderr)  # fmt: skip
+
+
 def _sampler_settings(args: argparse.Namespace) -> dict:
     return {
         "num_inference_steps": args.steps,
@@ -226,18 +352,27 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    import torch
 
-    from .image_utils import ImageLoadError, append_jsonl, guard_not_input, load_image, save_image
+    from .image_utils import DEFAULT_MAX_PIXELS, append_jsonl, guard_not_input, load_image, save_image
     from .prompts import BLIND_PROMPT
     from .seeding import make_generator
 
-    files = _inputs(Path(args.input))
+    source = Path(args.input)
+    files = _inputs(source)
+    if args.restore is not None and not args.restore.strip():
+        args.restore = BLIND_PROMPT  # -r "": no op named, so blind restoration (recorded as such)
     if args.restore is not None:
         _check_restoration_prompt(args.restore)
+    output = Path(args.output)
+    # one input and -o NAME.png: write that file; otherwise -o is a folder
+    single_file_out = not source.is_dir() and output.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
+    if single_file_out and args.num_samples > 1:
+        raise CommandError(f"-o {output} is one file, but --num-samples {args.num_samples} makes several; "
+                           "give a folder")  # fmt: skip
+    outdir = output.parent if single_file_out else output
     pipe, runtime = _load_pipeline(args)
-    outdir = Path(args.output)
     settings = _sampler_settings(args)
+    stems = _output_stems(files)
     failures = 0
     for path in files:
         try:
@@ -252,12 +387,17 @@ def cmd_restore(args: argparse.Namespace) -> int:
             ext = ext if ext in ("png", "jpg", "jpeg", "webp") else "png"
             many = args.num_samples > 1
             targets = [
-                outdir / f"{path.stem}{args.suffix}{f'_{k}' if many else ''}.{ext}"
+                outdir / f"{stems[path]}{args.suffix}{f'_{k}' if many else ''}.{ext}"
                 for k in range(args.num_samples)
             ]
+            if single_file_out:
+                targets = [output]
             for target in targets:
                 guard_not_input(target, files)
-            loaded = load_image(path)
+            if _existing(targets, args.overwrite):
+                continue
+            loaded = load_image(path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+            _warn_if_slow(pipe, loaded.tensor, args)
             generators = [make_generator(args.seed + k) for k in range(args.num_samples)]
             images = pipe(
                 loaded.tensor,
@@ -285,7 +425,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                     outdir / "prompts.jsonl",
                 )
                 print(f"{path} -> {target}")
-        except (ImageLoadError, ValueError, OSError, torch.cuda.OutOfMemoryError) as error:
+        except PER_FILE_ERRORS as error:
             failures += 1
             _report(path, error)
     if failures:
@@ -298,6 +438,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_walk(args: argparse.Namespace) -> int:
     from .image_utils import (
+        DEFAULT_MAX_PIXELS,
         ImageLoadError,
         guard_not_input,
         image_grid,
@@ -328,11 +469,14 @@ def cmd_walk(args: argparse.Namespace) -> int:
     for _, restoration in pairs:
         _check_restoration_prompt(restoration)
     guard_not_input(output, [source])
+    if output.exists() and not args.overwrite:
+        raise CommandError(f"{output} exists; pass --overwrite to replace it, or choose another -o")
     try:
-        loaded = load_image(source)
+        loaded = load_image(source, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     except ImageLoadError as error:
         raise CommandError(str(error)) from error
     pipe, runtime = _load_pipeline(args)
+    _warn_if_slow(pipe, loaded.tensor, args, runs=len(pairs))
     settings = _sampler_settings(args)
     cells, labels = [tensor_to_pil(loaded.tensor)], ["input"]
     for semantic, restoration in pairs:
@@ -375,6 +519,22 @@ def cmd_new_model(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- training
 
 
+def _check_run_folder(folder: Path, resume: str | None, overwrite: bool) -> None:
+    """Refuse to train into a run folder that holds another run unless --resume or --overwrite says what to do;
+    --overwrite deletes the old run first, so that checkpoints and logs of two runs never mix."""
+    import shutil
+
+    if resume is not None or not folder.is_dir() or not any(folder.iterdir()):
+        return
+    if not overwrite:
+        raise CommandError(
+            f"{folder} holds an earlier run; pass --resume latest to continue it, --overwrite to delete it and "
+            "start again, or --output-dir for a new folder"
+        )
+    shutil.rmtree(folder)
+    print(f"spire: deleted the earlier run in {folder} (--overwrite)", file=sys.stderr)
+
+
 def _train_command(kind: str):
     def run(args: argparse.Namespace) -> int:
         from .config import ConfigError, load_config
@@ -395,6 +555,7 @@ def _train_command(kind: str):
             config = load_config(config_class, args.config, overrides)
         except ConfigError as error:
             raise CommandError(str(error)) from error
+        _check_run_folder(Path(config.output_dir), args.resume, args.overwrite)
         try:
             out = entry(config, argv=args.argv, resume=args.resume)
         except (FileNotFoundError, ValueError) as error:
@@ -417,13 +578,17 @@ def cmd_web(args: argparse.Namespace) -> int:
         from . import web
     except ImportError as error:  # pragma: no cover - depends on the install
         raise CommandError(f"spire web needs the web extra: pip install 'spire-ir[web]' ({error})") from error
+    import os
+
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = str(bool(args.analytics))  # before gradio is imported
     try:
         import gradio  # noqa: F401
     except ImportError as error:
         raise CommandError("spire web needs Gradio: pip install 'spire-ir[web]'") from error
     pipe, _ = _load_pipeline(args)
     print(f"SPIRE studio on http://{args.host}:{args.port} (Ctrl+C to stop)")
-    web.launch(pipe, model_name=str(args.model), host=args.host, port=args.port, max_pixels=args.max_pixels)
+    web.launch(pipe, model_name=str(args.model), host=args.host, port=args.port, max_pixels=args.max_pixels,
+               max_file_mb=args.max_file_mb, analytics=args.analytics, queue_size=args.queue_size)  # fmt: skip
     return 0
 
 
@@ -433,7 +598,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
 
     from .image_utils import ImageLoadError, load_image
-    from .metrics import create_metric
+    from .metrics import MetricUnavailable, create_metric
 
     images, references = _inputs(Path(args.image)), _inputs(Path(args.reference))
     if Path(args.reference).is_dir():
@@ -443,10 +608,13 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         pairs = [(images[0], references[0])]
     else:
         raise CommandError("IMAGE is a folder, so REFERENCE must be a folder with the same file names")
-    metrics = [
-        create_metric(name, args.crop_border, True if args.y_channel else None)
-        for name in args.metrics.split(",")
-    ]
+    try:
+        metrics = [
+            create_metric(name.strip(), args.crop_border, True if args.y_channel else None)
+            for name in args.metrics.split(",")
+        ]
+    except (ValueError, ImportError, OSError, MetricUnavailable) as error:
+        raise CommandError(str(error)) from error
     failures, rows = 0, []
     for image, reference in pairs:
         try:
@@ -545,11 +713,21 @@ def cmd_env(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spire-ir")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without an install
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spire", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"spire-ir {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("degrade", help="synthesise degraded images and their restoration prompts")
@@ -569,13 +747,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="base seed; each image uses a seed derived from it and its name"
     )
     p.add_argument("--strict", action="store_true", help="reject prompt words the grammar does not know")
+    p.add_argument(
+        "--allow-lossy", action="store_true",
+        help="allow -o NAME.jpg (JPEG adds compression the restoration prompt does not name; recorded)",
+    )  # fmt: skip
+    _add_batch_options(p)
     p.set_defaults(func=cmd_degrade)
 
     p = sub.add_parser("restore", help="restore images with a SPIRE model (the main job)")
     p.add_argument(
         "input", help="an image file or a folder of images (NAME.txt / NAME.json sidecars give prompts)"
     )
-    p.add_argument("-o", "--output", default="restored", help="output folder (default: ./restored)")
+    p.add_argument(
+        "-o", "--output", default="restored",
+        help="output folder (default: ./restored), or a file NAME.png/.jpg/.webp for one input",
+    )  # fmt: skip
     p.add_argument(
         "-p",
         "--prompt",
@@ -586,10 +772,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-r",
         "--restore",
         default=None,
-        help='restoration prompt c_r (default "Remove all degradation": blind)',
+        help='restoration prompt c_r (default, and for -r "": "Remove all degradation", blind)',
     )
     _add_sampling_options(p)
-    p.add_argument("--num-samples", type=int, default=1, help="samples per image (seeds seed, seed+1, ...)")
+    _add_batch_options(p)
+    p.add_argument(
+        "--num-samples", type=_positive_int, default=1, help="samples per image, >= 1 (seeds seed, seed+1, ...)"
+    )
     p.add_argument("--suffix", default="", help="appended to each output name before the extension")
     p.add_argument(
         "--ext", default="auto", choices=("auto", "png", "jpg", "webp"), help="output format (auto: as input)"
@@ -613,6 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, help="grid image path (a .json with the prompts is written beside)"
     )
     _add_sampling_options(p)
+    _add_batch_options(p)
     p.set_defaults(func=cmd_walk)
 
     p = sub.add_parser(
@@ -640,6 +830,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--output-dir", default=None, help="run folder (overrides output_dir)")
         p.add_argument("--resume", default=None, help='"latest" or a checkpoint folder')
         p.add_argument(
+            "--overwrite", action="store_true",
+            help="delete an earlier run in the output folder first (without it, or --resume, that is refused)",
+        )  # fmt: skip
+        p.add_argument(
             "--set", action="append", metavar="KEY=VALUE", help="dotted override, e.g. optim.lr=1e-4"
         )
         p.set_defaults(func=_train_command(kind))
@@ -653,8 +847,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument(
-        "--max-pixels", type=int, default=2048 * 2048, help="refuse larger uploads (default 2048²)"
+        "--max-pixels", type=int, default=2048 * 2048,
+        help="refuse larger uploads, checked from the header before decoding (default 2048²)",
     )
+    p.add_argument("--max-file-mb", type=float, default=25, help="refuse larger uploads, in MiB (default 25)")
+    p.add_argument(
+        "--queue-size", type=int, default=16, help="requests that may wait while one runs (default 16)"
+    )
+    p.add_argument(
+        "--analytics", action="store_true",
+        help="turn Gradio's usage analytics on (default off: the studio makes no outbound connection)",
+    )  # fmt: skip
     p.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
     p.add_argument(
         "--precision", choices=("fp32", "fp16", "bf16"), default=None, help="default fp16 on CUDA, else fp32"
@@ -777,7 +980,21 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=("fp32", "fp16", "bf16"), default=None, help="default fp16 on CUDA, else fp32"
     )
-    p.add_argument("--progress", action="store_true", help="show a progress bar per image")
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="a progress bar per image (default: on when stderr is a terminal)",
+    )  # fmt: skip
+
+
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace outputs that exist (default: skip them, as Real-ESRGAN does, and say so)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-pixels", type=_max_pixels, default=None,
+        help="refuse larger inputs from their header, before decoding (default 50M: 50 megapixels)",
+    )  # fmt: skip
 
 
 def _quiet_libraries() -> None:
@@ -802,6 +1019,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    import warnings
+
+    warnings.formatwarning = lambda message, *_, **__: f"spire: warning: {message}\n"  # one line, no source
     if not args.verbose and args.command in (
         "restore",
         "walk",

@@ -21,10 +21,21 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# the largest input the commands decode by default (--max-pixels): 50 MP holds any camera photo up to 8,000 ×
+# 6,000, and refuses a decompression bomb (a 14,000² PNG of 223 KB) before it is decoded
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 class ImageLoadError(ValueError):
     """An input file could not be decoded as an image."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An input is larger than the pixel limit; found from its header, before decoding."""
+
+    def __init__(self, message: str, width: int, height: int) -> None:
+        super().__init__(message)
+        self.width, self.height = width, height
 
 
 @dataclass
@@ -106,7 +117,21 @@ def _to_rgb(image: Image.Image, conversions: list[str]) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
+def _bits_per_sample(image: Image.Image) -> int:
+    """The bit depth per channel the file stores (Pillow decodes 16-bit RGB PNG and TIFF to 8-bit "RGB")."""
+    if image.format == "PNG" and image.fp is not None:
+        position = image.fp.tell()
+        image.fp.seek(24)  # the IHDR chunk's bit-depth byte: 8-byte signature, 8-byte chunk head, 8 bytes of size
+        depth = image.fp.read(1)
+        image.fp.seek(position)
+        return depth[0] if depth else 8
+    if image.format == "TIFF":
+        bits = image.tag_v2.get(258, (8,))
+        return int(bits[0] if isinstance(bits, tuple) else bits)
+    return 8
+
+
+def load_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Read an image file into the canonical format, converting explicitly.
 
     EXIF orientation is applied, and grayscale, palette, RGBA, CMYK and 16-bit files are converted to 8-bit RGB.
@@ -114,26 +139,50 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
 
     Args:
         path: an image file.
+        max_pixels: refuse a larger image from its header, before it is decoded (None: no limit of ours; Pillow's
+            decompression-bomb limit is raised to it when it is higher).
 
     Returns:
         A ``LoadedImage`` whose tensor is (1, 3, H, W) float32 in [0, 1].
 
     Raises:
-        ImageLoadError: the file is missing, empty or not a decodable image.
+        ImageLoadError: the file is missing, empty, not a decodable image, or larger than ``max_pixels``.
     """
     path = Path(path)
     conversions: list[str] = []
+    if max_pixels is not None and (Image.MAX_IMAGE_PIXELS or 0) < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow refuses twice its limit at open; ours is checked below
     try:
         with Image.open(path) as opened:
+            width, height = opened.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{path}: the image is {width} × {height} ({width * height / 1e6:.0f} MP); the limit is "
+                    f"{max_pixels / 1e6:.0f} MP: set --max-pixels to restore it (it needs about "
+                    f"{width * height * 60 / 2**30:.0f} GB of memory untiled)",
+                    width, height,
+                )  # fmt: skip
+            bits = _bits_per_sample(opened)
             opened.load()
             transposed = ImageOps.exif_transpose(opened)
             orientation = opened.getexif().get(0x0112, 1)
             if orientation not in (None, 1):
                 conversions.append(f"EXIF orientation {orientation} applied")
             rgb = _to_rgb(transposed, conversions)
-            # 16-bit RGB PNGs are read by Pillow as 8-bit RGB; note that precision was dropped.
-            if opened.mode == "RGB" and opened.info.get("bitdepth", 8) == 16:
-                conversions.append("16-bit RGB reduced to 8-bit")
+            # 16-bit RGB PNG and TIFF files are decoded by Pillow as 8-bit RGB: note that precision was dropped
+            if opened.mode in ("RGB", "RGBA") and bits == 16:
+                conversions.append(f"16-bit {opened.mode} reduced to 8 bits per channel")
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as error:
+        import re
+
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else "too large"
+        raise ImageLoadError(
+            f"{path}: the image is {size}, refused before decoding (a possible decompression bomb); the limit is "
+            f"{(max_pixels or Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} MP: set --max-pixels to decode it"
+        ) from error
     except FileNotFoundError as error:
         raise ImageLoadError(f"{path}: no such file") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
@@ -143,6 +192,13 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(tensor=pil_to_tensor(rgb), path=path, conversions=conversions)
 
 
+def _file_mode() -> int:
+    """The mode a new file gets from the process umask (0o644 under the usual 022), as open() would give."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -150,6 +206,7 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
+            os.fchmod(stream.fileno(), _file_mode())  # mkstemp makes 0600 files
             os.fsync(stream.fileno())
         os.replace(tmp, path)
     except BaseException:

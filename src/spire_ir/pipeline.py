@@ -297,7 +297,8 @@ class SpirePipeline(DiffusionPipeline):
     def encode_prompt(self, texts: Sequence[str]) -> torch.Tensor:
         """(B, L, D) text embeddings for B prompts (identical prompts are encoded once)."""
         unique = list(dict.fromkeys(texts))
-        embeds = encode_text(self.tokenizer, self.text_encoder, unique, device=self._execution_device)
+        embeds = encode_text(self.tokenizer, self.text_encoder, unique, device=self._execution_device,
+                             warn_truncation=True)  # fmt: skip
         lookup = {text: embeds[i] for i, text in enumerate(unique)}
         return torch.stack([lookup[t] for t in texts])
 

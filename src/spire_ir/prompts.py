@@ -114,6 +114,7 @@ _FILLER = {
     "level",
 }
 _NUMBER = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
+_NEGATIVE = re.compile(r"(?:^|[\s=:(])[-−]\s*\.?\d")
 _BLIND = re.compile(r"^remove (?:all )?(?:the )?degradations?$")
 _SEPARATORS = re.compile(r"[,;\n]+|\s+(?:and then|and|then)\s+|\s*[&+]\s*")
 
@@ -234,6 +235,8 @@ def _parse_fragment(fragment: str) -> RestorationOp | str | None:
     if not numbers:
         return RestorationOp(kind)
     value = numbers[0]
+    if _NEGATIVE.search(fragment):  # "sigma -1": the minus sign is dropped with the hyphens of "de-blur" above
+        value = -value
     spec = OP_SPECS[kind]
     low, high = spec.valid
     if not low <= _round(kind, value) <= high:

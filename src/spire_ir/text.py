@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -107,11 +108,16 @@ def clip_tokenizer_from_bpe(
     return tokenizer
 
 
+class PromptTruncationWarning(UserWarning):
+    """A prompt longer than the text encoder's token limit was cut."""
+
+
 def encode_text(
     tokenizer,
     text_encoder: torch.nn.Module,
     texts: Sequence[str],
     device: torch.device | str | None = None,
+    warn_truncation: bool = False,
 ) -> torch.Tensor:
     """Encode prompts to the hidden states that feed cross-attention.
 
@@ -122,18 +128,24 @@ def encode_text(
         tokenizer: a transformers tokenizer.
         text_encoder: a transformers encoder whose first output is (B, L, D) hidden states.
         texts: B prompts.
+        warn_truncation: warn (``PromptTruncationWarning``, with the token count) for each prompt cut to the limit;
+            the pipeline does, for what users type.
 
     Returns:
         (B, L, D) embeddings in the encoder's dtype.
     """
     device = device or next(text_encoder.parameters()).device
-    tokens = tokenizer(
-        list(texts),
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    )
+    limit = tokenizer.model_max_length
+    tokens = tokenizer(list(texts), padding="max_length", max_length=limit, truncation=True, return_tensors="pt")
+    for text in dict.fromkeys(texts) if warn_truncation else ():
+        count = len(tokenizer(text, truncation=False)["input_ids"])
+        if count > limit:
+            warnings.warn(
+                f"a prompt of {count} tokens was cut to the text encoder's {limit} ({len(text)} characters: "
+                f"{text[:40]!r}…); shorten it, the rest is not read",
+                PromptTruncationWarning,
+                stacklevel=2,
+            )
     model_type = getattr(text_encoder.config, "model_type", "")
     kwargs = {} if model_type.startswith("clip") else {"attention_mask": tokens.attention_mask.to(device)}
     with torch.no_grad():
