@@ -64,6 +64,20 @@ def test_upload_limits_and_undecodable_files(tmp_path):
         check_upload(None, 10**6)
 
 
+def test_an_oversize_upload_is_refused_from_its_header_without_decoding(tmp_path):
+    import tracemalloc
+
+    from PIL import Image
+
+    Image.new("RGB", (3000, 3000), (90, 120, 150)).save(tmp_path / "big.png")  # 27 MB decoded, a few KB on disk
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"3000×3000 = 9.0 MP, over this server's limit of 1.0 MP"):
+        check_upload(str(tmp_path / "big.png"), 10**6)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5e6, f"{peak / 1e6:.1f} MB allocated: the image was decoded"
+
+
 @pytest.fixture(scope="module")
 def tiny_pipe():
     from spire_ir.testing import tiny_pipeline
@@ -166,3 +180,49 @@ def test_browser_restore_flow(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_studio_opens_no_outbound_connection_bounds_uploads_and_cleans_up(tiny_pipe):
+    import ipaddress
+
+    from spire_ir.web import launch
+
+    attempts: list[str] = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        attempts.append(str(address[0]) if isinstance(address, tuple) else str(address))
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        attempts.append(str(host))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
+    try:
+        app = launch(tiny_pipe, "tiny", port=port, max_file_mb=1, block=False)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
+                assert response.status == 200
+            workspace = app.spire_workspace
+            assert workspace.is_dir()
+            assert app.max_file_size == 2**20  # gradio reads "1mb" as MiB
+            assert app._queue.max_size == 16
+        finally:
+            app.close()
+    finally:
+        socket.socket.connect, socket.getaddrinfo = real_connect, real_getaddrinfo
+
+    def local(host: str) -> bool:
+        if host in ("localhost", "") or host.startswith("/"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified
+        except ValueError:
+            return False
+
+    assert [host for host in attempts if not local(host)] == []
+    assert not workspace.exists()

@@ -9,6 +9,7 @@ call the same pipeline and degradation code as the CLI. Every tab is also a name
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import tempfile
 import warnings
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from . import prompts
-from .image_utils import ImageLoadError, image_grid, load_image, save_image, tensor_to_pil
+from .image_utils import ImageLoadError, ImageTooLargeError, image_grid, load_image, save_image, tensor_to_pil
 from .prompts import BLIND_PROMPT, PromptError, PromptWarning, RestorationOp, RestorationPrompt
 from .seeding import make_generator
 
@@ -32,6 +33,8 @@ SLIDERS: dict[str, tuple[float, float, float, float]] = {
     "dejpeg": (10, 100, 1, 50),
 }
 DEFAULT_MAX_PIXELS = 2048 * 2048
+DEFAULT_MAX_FILE_MB = 25  # an upload's byte limit: a 2048² PNG of a photo is 8-12 MB
+DEFAULT_QUEUE_SIZE = 16  # requests waiting beyond the one running; more are refused with "queue full"
 
 
 def controls_to_prompt(blind: bool, with_values: bool, *controls: Any) -> str:
@@ -99,17 +102,17 @@ def check_upload(path: str | None, max_pixels: int) -> torch.Tensor:
     if not path:
         raise ValueError("upload an image first")
     try:
-        loaded = load_image(path)
-    except ImageLoadError as error:
-        raise ValueError(f"could not read the upload as an image ({Path(str(error).split(':')[0]).name}); "
-                         "use a PNG, JPEG, WebP or TIFF file") from error  # fmt: skip
-    height, width = loaded.tensor.shape[-2:]
-    if height * width > max_pixels:
+        loaded = load_image(path, max_pixels=max_pixels)  # the size is checked from the header, before decoding
+    except ImageTooLargeError as error:
+        width, height = error.width, error.height
         raise ValueError(
             f"the image is {width}×{height} = {height * width / 1e6:.1f} MP, over this server's limit of "
             f"{max_pixels / 1e6:.1f} MP (--max-pixels). Downscale it, or restore it locally with tiling: "
             f"spire restore IMAGE --tile 512"
-        )
+        ) from error
+    except ImageLoadError as error:
+        raise ValueError(f"could not read the upload as an image ({Path(str(error).split(':')[0]).name}); "
+                         "use a PNG, JPEG, WebP or TIFF file") from error  # fmt: skip
     return loaded.tensor
 
 
@@ -124,11 +127,13 @@ def _command_line(model: str, semantic: str, restoration: str, steps: int, guida
 class Studio:
     """The callbacks behind the app (plain methods, testable without a browser)."""
 
-    def __init__(self, pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 outdir: Path | None = None) -> None:  # fmt: skip
         self.pipe = pipe
         self.model_name = model_name
         self.max_pixels = max_pixels
-        self.outdir = Path(tempfile.mkdtemp(prefix="spire-web-"))
+        self.outdir = outdir or Path(tempfile.mkdtemp(prefix="spire-web-"))
+        self.outdir.mkdir(parents=True, exist_ok=True)
 
     def restore(self, image: str | None, semantic: str, restoration: str, steps: float, guidance: float,
                 seed: float, samples: float, color_fix: str, tile: float, progress=None):  # fmt: skip
@@ -244,11 +249,18 @@ def _examples(directory: Path) -> list[list[str]]:
     return rows
 
 
-def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIXELS):
-    """The Gradio Blocks of the studio for ``pipe`` (a ``SpirePipeline``). Nothing is launched."""
+def build_app(
+    pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIXELS, analytics: bool = False,
+    queue_size: int = DEFAULT_QUEUE_SIZE, workspace: Path | None = None,
+):  # fmt: skip
+    """The Gradio Blocks of the studio for ``pipe`` (a ``SpirePipeline``). Nothing is launched.
+
+    Gradio's analytics are off unless ``analytics`` is True; one request runs at a time and ``queue_size`` wait.
+    """
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = str(bool(analytics))  # read by gradio at import and at launch
     import gradio as gr
 
-    studio = Studio(pipe, model_name, max_pixels)
+    studio = Studio(pipe, model_name, max_pixels, outdir=workspace / "results" if workspace else None)
     config = getattr(pipe, "config", {})
     default_steps, default_guidance = (
         int(config.get("default_steps", 20)),
@@ -258,7 +270,7 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
     labels = {"deblur": "Deblur (blur σ, px)", "upsample": "Upsample (factor)", "denoise": "Denoise (noise σ, 0-1 scale)",
               "dejpeg": "Dejpeg (JPEG quality)"}  # fmt: skip
 
-    with gr.Blocks(title="SPIRE restoration studio") as app:
+    with gr.Blocks(title="SPIRE restoration studio", analytics_enabled=analytics) as app:
         gr.Markdown(
             "## SPIRE restoration studio\nTell the model **what the picture shows** (semantic prompt) and **what to "
             "fix, how strongly** (restoration prompt)."
@@ -392,13 +404,38 @@ def build_app(pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIX
         hidden_out = gr.JSON(visible=False)
         gr.Button(visible=False).click(lambda t: dict(zip(("state", "warning"), prompt_to_controls(t), strict=True)),
                                        hidden_text, hidden_out, api_name="parse_prompt")  # fmt: skip
-    app.queue(default_concurrency_limit=1)
+    app.queue(default_concurrency_limit=1, max_size=queue_size)
     return app
 
 
 def launch(
-    pipe, model_name: str, host: str = "127.0.0.1", port: int = 7860, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> None:
-    """Build and serve the studio (blocks until interrupted)."""
-    app = build_app(pipe, model_name=model_name, max_pixels=max_pixels)
-    app.launch(server_name=host, server_port=port, show_error=True, footer_links=["api"])
+    pipe, model_name: str, host: str = "127.0.0.1", port: int = 7860, max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_mb: float = DEFAULT_MAX_FILE_MB, analytics: bool = False, queue_size: int = DEFAULT_QUEUE_SIZE,
+    block: bool = True,
+):  # fmt: skip
+    """Build and serve the studio; blocks until interrupted (``block=False``: returns the running app, whose
+    ``close()`` stops it). Uploads (at most ``max_file_mb`` MB each) and results live in one temporary folder,
+    deleted when the server stops."""
+    import shutil
+
+    workspace = Path(tempfile.mkdtemp(prefix="spire-web-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(workspace / "uploads")
+    app = build_app(pipe, model_name=model_name, max_pixels=max_pixels, analytics=analytics, queue_size=queue_size,
+                    workspace=workspace)  # fmt: skip
+    app.spire_workspace = workspace
+    close = app.close
+
+    def close_and_clean(*args: Any, **kwargs: Any) -> None:
+        close(*args, **kwargs)
+        shutil.rmtree(workspace, ignore_errors=True)
+
+    app.close = close_and_clean
+    try:
+        app.launch(server_name=host, server_port=port, show_error=True, footer_links=["api"],
+                   max_file_size=f"{max_file_mb:g}mb", prevent_thread_lock=not block)  # fmt: skip
+    except BaseException:
+        close_and_clean()
+        raise
+    if block:
+        close_and_clean()
+    return app
