@@ -193,16 +193,20 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 
 def _default_model() -> str:
-    """--model when none is given: the built-in spire-tiny, when its weights are installed."""
-    from .pipeline import installed_builtin_model
+    """--model when none is given: the built-in spire-tiny (checked without heavy imports, so a broken install is
+    told at once)."""
+    from .builtin import installed_builtin_model
 
     try:
         installed_builtin_model("spire-tiny")
     except FileNotFoundError as error:
+        import os
+
+        where = "$SPIRE_IR_WEIGHTS" if os.environ.get("SPIRE_IR_WEIGHTS") else "this install"
+        folder = getattr(error, "folder", "")
         raise CommandError(
-            f"no model given, and {error}. --model takes a SPIRE pipeline folder: make one with `spire train "
-            "CONFIG` (a trained model), or `spire new-model --preset tiny -o DIR` (random weights, for trying the "
-            "tools)"
+            f"no --model given, and the built-in spire-tiny is missing from {where} ({folder}): a broken install; "
+            "reinstall spire-ir, or pass --model FOLDER"
         ) from error
     return "spire-tiny"
 
@@ -1022,16 +1026,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     warnings.formatwarning = lambda message, *_, **__: f"spire: warning: {message}\n"  # one line, no source
-    if not args.verbose and args.command in (
-        "restore",
-        "walk",
-        "new-model",
-        "train",
-        "train-vae",
-        "train-base",
-    ):
-        _quiet_libraries()
     try:
+        if args.command in ("restore", "walk", "web") and args.model is None:
+            args.model = _default_model()  # before the heavy imports below: a broken install is told at once
+        if not args.verbose and args.command in ("restore", "walk", "new-model", "train", "train-vae", "train-base"):
+            _quiet_libraries()
         return int(args.func(args) or 0)
     except CommandError as error:
         print(f"spire {args.command}: error: {error}", file=sys.stderr)

@@ -33,6 +33,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from .builtin import BUILTIN_MODELS, builtin_model_dir, installed_builtin_model  # noqa: F401 (re-exported)
 from .color import color_fix as apply_color_fix
 from .image_utils import pil_to_tensor, tensor_to_pil
 from .models.adaptor import SpireAdaptor, modulate_unet
@@ -123,33 +124,6 @@ def gaussian_weights(height: int, width: int, device, dtype) -> torch.Tensor:
         return torch.exp(-((x - mid) ** 2) / (n * n) / (2 * 0.01))
 
     return torch.outer(axis(height), axis(width)).to(device=device, dtype=dtype)
-
-
-BUILTIN_MODELS = ("spire-tiny",)
-
-
-def builtin_model_dir(name: str = "spire-tiny") -> Path:
-    """The folder of a built-in model: ``$SPIRE_IR_WEIGHTS/NAME`` when that variable is set, else the copy shipped
-    inside the package (``spire_ir/weights/NAME``)."""
-    import os
-    from importlib.resources import files
-
-    if name not in BUILTIN_MODELS:
-        raise ValueError(f"no built-in model {name!r}; built-in: {', '.join(BUILTIN_MODELS)}")
-    root = os.environ.get("SPIRE_IR_WEIGHTS")
-    return Path(root) / name if root else Path(str(files("spire_ir") / "weights" / name))
-
-
-def installed_builtin_model(name: str = "spire-tiny") -> Path:
-    """``builtin_model_dir(name)``; FileNotFoundError, saying how to get the weights, when they are not there."""
-    folder = builtin_model_dir(name)
-    if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"the built-in {name} weights are missing from this install ({folder}): the package ships them, so "
-            f"reinstall spire-ir, set SPIRE_IR_WEIGHTS to a folder that holds {name}/, or re-create them in a clone "
-            "with `bash recipes/spire-tiny/train.sh`"
-        )
-    return folder
 
 
 def resolve_model_path(path: str | Path) -> Path:
