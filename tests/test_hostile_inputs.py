@@ -226,3 +226,11 @@ def test_a_slow_restore_says_so_before_it_starts(tmp_path, model_dir, capsys):
     assert "200 × 300" in err and "6 tiles of 128²" in err and "4 step(s)" in err and "min" in err
     _warn_if_slow(pipe, torch.zeros(1, 3, 300, 200), args, limit_s=1e9)
     assert capsys.readouterr().err == ""
+
+
+def test_degrade_refuses_what_would_not_fit_in_2_gb_and_says_how_to_raise_it(tmp_path, capsys):
+    Image.new("RGB", (4000, 3500), (100, 110, 120)).save(tmp_path / "big.png")  # 14 MP
+    assert main(["degrade", str(tmp_path / "big.png"), "-o", str(tmp_path / "out.png")]) == 1
+    err = capsys.readouterr().err
+    assert "14 MP" in err and "the limit is 12 MP" in err and "--max-pixels" in err
+    assert not (tmp_path / "out.png").exists()

@@ -102,6 +102,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# degrading holds about 150 bytes per pixel at its peak (the Real-ESRGAN pipeline's float copies; 9.8 GB at 8000²,
+# 580 MB at 3 MP), so its default limit keeps one image under about 2 GB; --max-pixels raises it
+DEGRADE_MAX_PIXELS = 12_000_000
+
 # errors one bad input can raise; each is reported with the file's name and the batch goes on
 PER_FILE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MemoryError, RuntimeError)
 
@@ -113,7 +117,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     import torch
 
     from .degradations import degrade, get_degradation
-    from .image_utils import DEFAULT_MAX_PIXELS, guard_not_input, load_image, save_image, save_json
+    from .image_utils import guard_not_input, load_image, save_image, save_json
     from .prompts import PromptError
     from .seeding import derive_seed, make_generator
 
@@ -154,7 +158,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             guard_not_input(target, files)
             if _existing([target], args.overwrite):
                 continue
-            loaded = load_image(path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+            loaded = load_image(path, max_pixels=args.max_pixels or DEGRADE_MAX_PIXELS)
             image_seed = derive_seed(args.seed, path.name)
             generator = make_generator(image_seed)
             with torch.no_grad():
@@ -755,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-lossy", action="store_true",
         help="allow -o NAME.jpg (JPEG adds compression the restoration prompt does not name; recorded)",
     )  # fmt: skip
-    _add_batch_options(p)
+    _add_batch_options(p, default_mp=DEGRADE_MAX_PIXELS // 10**6, why="at most about 2 GB of memory per image")
     p.set_defaults(func=cmd_degrade)
 
     p = sub.add_parser("restore", help="restore images with a SPIRE model (the main job)")
@@ -990,14 +994,15 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _add_batch_options(p: argparse.ArgumentParser) -> None:
+def _add_batch_options(p: argparse.ArgumentParser, default_mp: int = 50, why: str = "any camera photo") -> None:
     p.add_argument(
         "--overwrite", action="store_true",
         help="replace outputs that exist (default: skip them, as Real-ESRGAN does, and say so)",
     )  # fmt: skip
     p.add_argument(
         "--max-pixels", type=_max_pixels, default=None,
-        help="refuse larger inputs from their header, before decoding (default 50M: 50 megapixels)",
+        help=f"refuse larger inputs from their header, before decoding (default {default_mp}M: {default_mp} "
+        f"megapixels, {why})",
     )  # fmt: skip
 
 
