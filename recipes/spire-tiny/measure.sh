@@ -47,8 +47,8 @@ python recipes/spire-tiny/eval.py strength --model "$MODEL" -o $OUT/strength.jso
 python recipes/spire-tiny/eval.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
 spire degrade $EVAL/chelsea.png -o $OUT/chelsea-noise010.png --prompt "Denoise with sigma 0.10" --seed 0
 spire walk $OUT/chelsea-noise010.png --model "$MODEL" -p "a tabby cat looking to the side" -r "Denoise with sigma {}" \
-  --values 0.02,0.04,0.08,0.12,0.16,0.24 -o docs/images/spire-tiny/walk-denoise.png
+  --values 0.02,0.04,0.08,0.12,0.16,0.24 --overwrite -o docs/images/spire-tiny/walk-denoise.png
 spire degrade $EVAL/coffee.png -o $OUT/coffee-blur20.png --prompt "Deblur with sigma 2.0" --seed 0
 spire walk $OUT/coffee-blur20.png --model "$MODEL" -p "a cup of coffee on a saucer with a spoon" \
-  -r "Deblur with sigma {}" --values 0.5,1.0,1.5,2.0,3.0,4.0 -o docs/images/spire-tiny/walk-deblur.png
+  -r "Deblur with sigma {}" --values 0.5,1.0,1.5,2.0,3.0,4.0 --overwrite -o docs/images/spire-tiny/walk-deblur.png
 
