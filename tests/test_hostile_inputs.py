@@ -234,3 +234,23 @@ def test_degrade_refuses_what_would_not_fit_in_2_gb_and_says_how_to_raise_it(tmp
     err = capsys.readouterr().err
     assert "14 MP" in err and "the limit is 12 MP" in err and "--max-pixels" in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_metric_without_its_weights_is_one_line_that_says_what_it_needs(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SPIRE_LPIPS_BACKBONE", raising=False)
+    save_image(make_photo(16, 16), tmp_path / "x.png")
+    assert main(["metrics", str(tmp_path / "x.png"), str(tmp_path / "x.png"), "--metrics", "lpips"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--lpips-backbone" in err
+
+
+def test_restore_shows_a_progress_bar_on_a_terminal_only(tmp_path, model_dir, capsys, monkeypatch):
+    import sys
+
+    save_image(make_photo(32, 32), tmp_path / "x.png")
+    common = ["restore", str(tmp_path / "x.png"), "--model", str(model_dir), "--steps", "3", "--overwrite"]
+    assert main([*common, "-o", str(tmp_path / "a")]) == 0
+    assert "3/3" not in capsys.readouterr().err  # stderr is not a terminal under pytest
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main([*common, "-o", str(tmp_path / "b")]) == 0
+    assert "3/3" in capsys.readouterr().err

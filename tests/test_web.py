@@ -3,6 +3,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -252,6 +253,15 @@ def test_the_studio_opens_no_outbound_connection_bounds_uploads_and_cleans_up(ti
             workspace = app.spire_workspace
             assert workspace.is_dir()
             assert app.max_file_size == 2**20  # gradio reads "1mb" as MiB
+            boundary = "spireboundary"
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
+                    "Content-Type: image/png\r\n\r\n").encode() + b"\0" * (2 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/gradio_api/upload", data=body, method="POST",
+                                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            with pytest.raises(urllib.error.HTTPError) as refused:  # a 2 MiB upload against the 1 MiB limit
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 413
+            assert not any(p.is_file() and p.stat().st_size > 2**20 for p in workspace.rglob("*"))
             assert app._queue.max_size == 16
         finally:
             app.close()

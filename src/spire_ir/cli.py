@@ -618,7 +618,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise CommandError("IMAGE is a folder, so REFERENCE must be a folder with the same file names")
     try:
         metrics = [
-            create_metric(name.strip(), args.crop_border, True if args.y_channel else None)
+            create_metric(name.strip(), args.crop_border, True if args.y_channel else None,
+                          clip_model=args.clip_model, lpips_backbone=args.lpips_backbone,
+                          iqa_weights=args.iqa_weights)  # fmt: skip
             for name in args.metrics.split(",")
         ]
     except (ValueError, ImportError, OSError, MetricUnavailable) as error:
@@ -878,6 +880,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="psnr,ssim", help="comma-separated: psnr, ssim, niqe, brisque")
     p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before scoring")
     p.add_argument("--y-channel", action="store_true", help="score BT.601 luma instead of RGB")
+    p.add_argument("--clip-model", default=None, help="local CLIP folder for clip_i / clip_t / clipiqa")
+    p.add_argument("--lpips-backbone", default=None, help="AlexNet trunk .safetensors for lpips")
+    p.add_argument("--iqa-weights", default=None, help="folder of pyiqa checkpoints for musiq / maniqa")
     p.add_argument(
         "--json", default=None, help="also write per-image scores and conventions to this JSON file"
     )
