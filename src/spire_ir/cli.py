@@ -618,9 +618,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise CommandError("IMAGE is a folder, so REFERENCE must be a folder with the same file names")
     try:
         metrics = [
-            create_metric(name.strip(), args.crop_border, True if args.y_channel else None,
-                          clip_model=args.clip_model, lpips_backbone=args.lpips_backbone,
-                          iqa_weights=args.iqa_weights)  # fmt: skip
+            create_metric(
+                name.strip(),
+                args.crop_border,
+                True if args.y_channel else None,
+                clip_model=args.clip_model,
+                lpips_backbone=args.lpips_backbone,
+                iqa_weights=args.iqa_weights,
+            )
             for name in args.metrics.split(",")
         ]
     except (ValueError, ImportError, OSError, MetricUnavailable) as error:
