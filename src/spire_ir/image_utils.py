@@ -158,8 +158,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageTooLargeError(
                     f"{path}: the image is {width} × {height} ({width * height / 1e6:.0f} MP); the limit is "
-                    f"{max_pixels / 1e6:.0f} MP: set --max-pixels to restore it (it needs about "
-                    f"{width * height * 60 / 2**30:.0f} GB of memory untiled)",
+                    f"{max_pixels / 1e6:.0f} MP: set --max-pixels to allow it, or downscale it first",
                     width, height,
                 )  # fmt: skip
             bits = _bits_per_sample(opened)
