@@ -1,3 +1,4 @@
+import contextlib
 import os
 import socket
 import subprocess
@@ -111,9 +112,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.browser
-def test_browser_restore_flow(tmp_path):
-    """Start `spire web`, drive headless Chromium: upload, set a slider, check the prompt, restore in two tabs."""
+@contextlib.contextmanager
+def _served_studio(tmp_path, *flags: str):
+    """`spire web` with a tiny random model on a free localhost port, running until the block ends; yields
+    (url, model folder, a 128 × 96 photo, the playwright module, the Chromium path)."""
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = os.environ.get("SPIRE_CHROMIUM", "/usr/bin/chromium")
     if not Path(chromium).exists():
@@ -125,11 +127,9 @@ def test_browser_restore_flow(tmp_path):
     photo = tmp_path / "photo.png"
     save_image(make_photo(96, 128), photo)
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "spire_ir", "web", "--model", str(model), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen([sys.executable, "-m", "spire_ir", "web", "--model", str(model), "--port", str(port),
+                               *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
-    artifacts = Path(os.environ.get("SPIRE_ARTIFACTS", ROOT / "test-artifacts"))
-    artifacts.mkdir(parents=True, exist_ok=True)
     try:
         deadline = time.time() + 90
         while True:
@@ -139,6 +139,18 @@ def test_browser_restore_flow(tmp_path):
             except OSError:
                 assert time.time() < deadline and server.poll() is None, "spire web did not start"
                 time.sleep(0.5)
+        yield url, model, photo, playwright, chromium
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.browser
+def test_browser_restore_flow(tmp_path):
+    """Start `spire web`, drive headless Chromium: upload, set a slider, check the prompt, restore in two tabs."""
+    artifacts = Path(os.environ.get("SPIRE_ARTIFACTS", ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with _served_studio(tmp_path) as (url, model, photo, playwright, chromium):
         flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
         with playwright.sync_playwright() as p:
@@ -178,37 +190,12 @@ def test_browser_restore_flow(tmp_path):
             )
             pages[0].screenshot(path=str(artifacts / "web.png"), full_page=True)
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.mark.browser
 def test_browser_an_oversize_upload_gets_a_readable_error_in_the_page(tmp_path):
     """`spire web --max-pixels 4096`: a 128 × 96 upload is refused with the limit in the page, no traceback."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = os.environ.get("SPIRE_CHROMIUM", "/usr/bin/chromium")
-    if not Path(chromium).exists():
-        pytest.skip(f"no Chromium at {chromium} (apt-get install chromium)")
-    model = tmp_path / "model"
-    subprocess.run(
-        [sys.executable, "-m", "spire_ir", "new-model", "--preset", "tiny", "-o", str(model)], check=True
-    )
-    photo = tmp_path / "photo.png"
-    save_image(make_photo(96, 128), photo)
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "spire_ir", "web", "--model", str(model), "--port", str(port),
-                               "--max-pixels", "4096"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "spire web did not start"
-                time.sleep(0.5)
+    with _served_studio(tmp_path, "--max-pixels", "4096") as (url, _, photo, playwright, chromium):
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
@@ -220,9 +207,6 @@ def test_browser_an_oversize_upload_gets_a_readable_error_in_the_page(tmp_path):
             text = page.locator("body").inner_text()
             assert "128×96 = 0.0 MP" in text and "Traceback" not in text
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_the_studio_opens_no_outbound_connection_bounds_uploads_and_cleans_up(tiny_pipe):
