@@ -43,9 +43,9 @@ def build(preset: str, dtype: torch.dtype, device: str):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from spire_ir.models import SpireAdaptor
+    from spire_ir.models.text import write_byte_bpe_tokenizer
     from spire_ir.pipeline import SpirePipeline
     from spire_ir.testing import SD_SCHEDULER
-    from spire_ir.text import write_byte_bpe_tokenizer
 
     p = PRESETS[preset]
     torch.manual_seed(0)

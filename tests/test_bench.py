@@ -5,7 +5,7 @@ import torch
 
 from helpers import make_photo
 from spire_ir.cli import main
-from spire_ir.image_utils import save_image
+from spire_ir.utils.images import save_image
 
 pytest.importorskip("skimage")
 
@@ -81,7 +81,7 @@ def test_setting_none_keeps_y_equal_to_x(photos, tmp_path):
 
 
 def test_fixed_prompt_applies_exactly_that_task_to_every_item(photos, tmp_path, capsys):
-    from spire_ir.image_utils import load_image
+    from spire_ir.utils.images import load_image
 
     args = ["bench", "build", "--images", str(photos), "--n", "3", "--size", "64", "--seed", "2"]
     assert main([*args, "--prompt", "Denoise with sigma 0.1", "-o", str(tmp_path / "b")]) == 0
@@ -167,8 +167,8 @@ def test_unavailable_metric_is_reported_with_what_it_needs(photos, tmp_path, cap
 def test_classical_denoising_beats_identity_when_told_sigma():
     from spire_ir.degradations import degrade
     from spire_ir.evaluation.baselines import classical, identity
-    from spire_ir.metrics import psnr
-    from spire_ir.seeding import make_generator
+    from spire_ir.evaluation.metrics import psnr
+    from spire_ir.utils.seeding import make_generator
 
     x = make_photo(128, 128, seed=3)
     y, c_r, _ = degrade(x, "Denoise with sigma 0.08", make_generator(0))

@@ -4,7 +4,7 @@ from PIL import Image
 
 from helpers import make_photo, write_photo_folder
 from spire_ir.cli import main
-from spire_ir.image_utils import save_image
+from spire_ir.utils.images import save_image
 
 
 def test_folder_with_corrupt_file_finishes_the_rest_and_fails(tmp_path, capsys):

@@ -5,7 +5,7 @@ from PIL import Image
 
 from helpers import make_photo
 from spire_ir.cli import main
-from spire_ir.image_utils import save_image
+from spire_ir.utils.images import save_image
 
 
 @pytest.fixture(scope="module")

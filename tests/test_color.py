@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spire_ir.color import _low_pass, adain_color_fix, color_fix, wavelet_color_fix
+from spire_ir.pipeline.color import _low_pass, adain_color_fix, color_fix, wavelet_color_fix
 
 
 def test_wavelet_strips_equal_the_whole_image_result():

@@ -2,8 +2,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from spire_ir.config import ConfigError, config_to_dict, from_dict, load_config, save_config
 from spire_ir.training.spire import TrainConfig
+from spire_ir.utils.config import ConfigError, config_to_dict, from_dict, load_config, save_config
 
 
 def test_round_trip(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import make_photo
-from spire_ir.data import (
+from spire_ir.data.datasets import (
     DataConfig,
     EpochBatchSampler,
     SampleMaker,
@@ -13,7 +13,7 @@ from spire_ir.data import (
     folder_items,
     restoration_prompt_variant,
 )
-from spire_ir.image_utils import save_image
+from spire_ir.utils.images import save_image
 
 
 def _folder(tmp_path, n=6, corrupt=True):
@@ -132,7 +132,7 @@ def test_sampler_start_equals_skipping_and_shards_do_not_overlap():
 def test_caption_dropout_rate():
     maker = SampleMaker(DataConfig(resolution=8, caption_dropout=0.1, degrade=False))
     image = make_photo(8, 8)
-    from spire_ir.seeding import make_generator
+    from spire_ir.utils.seeding import make_generator
 
     dropped = sum(maker(image, ["a cat"], make_generator(i))["c_s"] == "" for i in range(1000))
     assert dropped / 1000 == pytest.approx(0.1, abs=0.03)
@@ -164,7 +164,7 @@ def test_several_folders_with_repeats(tmp_path):
 
 
 def test_scenes_on_texture_backgrounds_name_them():
-    from spire_ir.scenes import render_scene
+    from spire_ir.data.scenes import render_scene
 
     # without backgrounds, scenes are exactly those of earlier versions
     assert render_scene(0, 0, 64)[1] == "an orange square above a purple triangle on a blue background"

@@ -14,9 +14,9 @@ from spire_ir.degradations import (
     degrade,
     degrade_batch,
 )
-from spire_ir.degradations import ops as O
+from spire_ir.ops import image as image_ops
 from spire_ir.degradations.kernels import KERNEL_TYPES, mixed_kernel, sinc_kernel
-from spire_ir.seeding import derive_seed, make_generator
+from spire_ir.utils.seeding import derive_seed, make_generator
 
 # ----------------------------------------------------------------------------------------- determinism
 
@@ -48,14 +48,14 @@ def test_different_seeds_differ(photo):
 
 @pytest.mark.parametrize("sigma", [0.3, 1.0, 2.1, 3.0])
 def test_gaussian_kernel_sums_to_one(sigma):
-    assert O.gaussian_kernel1d(sigma).sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert image_ops.gaussian_kernel1d(sigma).sum().item() == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("sigma", [0.8, 1.5, 2.0, 3.0])
 def test_blur_sigma_measured_on_a_step_edge(sigma):
     step = torch.zeros(1, 3, 8, 128)
     step[..., 64:] = 1.0
-    profile = O.gaussian_blur(step, sigma)[0, 0, 4].double()
+    profile = image_ops.gaussian_blur(step, sigma)[0, 0, 4].double()
     derivative = profile[1:] - profile[:-1]  # a sampled Gaussian centred between pixels 63 and 64
     positions = torch.arange(derivative.numel(), dtype=torch.float64) + 0.5
     mean = (derivative * positions).sum() / derivative.sum()
@@ -67,7 +67,7 @@ def test_blur_sigma_measured_on_a_step_edge(sigma):
 @pytest.mark.parametrize("gray", [False, True])
 def test_noise_std_matches_sigma(sigma, gray):
     flat = torch.full((1, 3, 256, 256), 0.5)
-    noisy = O.add_gaussian_noise(flat, sigma, make_generator(3), gray=gray)
+    noisy = image_ops.add_gaussian_noise(flat, sigma, make_generator(3), gray=gray)
     assert (noisy - flat).std().item() == pytest.approx(sigma, rel=0.05)
     if gray:
         assert torch.equal(noisy[:, 0], noisy[:, 1])
@@ -75,9 +75,9 @@ def test_noise_std_matches_sigma(sigma, gray):
 
 @pytest.mark.parametrize("quality", [30, 47, 61, 75, 92])
 def test_jpeg_quality_reads_back(quality, photo):
-    data = O.encode_jpeg(photo, quality)[0]
-    assert O.estimate_jpeg_quality(data) == quality
-    decoded = O.jpeg(photo, quality)
+    data = image_ops.encode_jpeg(photo, quality)[0]
+    assert image_ops.estimate_jpeg_quality(data) == quality
+    decoded = image_ops.jpeg(photo, quality)
     assert decoded.shape == photo.shape
     assert torch.equal(decoded, decoded.mul(255).round().div(255))  # 8-bit values
 
@@ -94,7 +94,7 @@ def test_down_up_removes_frequencies_above_the_new_nyquist(factor):
 
     def kept(freq):
         image = _grating(freq)
-        out = O.resize_down_up(image, factor)
+        out = image_ops.resize_down_up(image, factor)
         centre = slice(32, 224)
         return ((out - 0.5)[..., centre].std() / (image - 0.5)[..., centre].std()).item()
 
@@ -110,7 +110,7 @@ def test_filter2d_fft_matches_direct_convolution():
     for index in range(2):
         weight = kernels[index].expand(3, 1, 21, 21)
         direct = F.conv2d(padded[index : index + 1], weight, groups=3)
-        assert torch.allclose(O.filter2d(image, kernels)[index : index + 1], direct, atol=1e-5)
+        assert torch.allclose(image_ops.filter2d(image, kernels)[index : index + 1], direct, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", KERNEL_TYPES)
@@ -208,18 +208,18 @@ def test_realesrgan_keeps_size_and_is_8bit(size):
 
 def test_gray_noise_is_independent_across_the_batch():
     flat = torch.full((2, 3, 128, 128), 0.5)
-    noisy = O.add_gaussian_noise(flat, 0.1, make_generator(0), gray=True) - flat
+    noisy = image_ops.add_gaussian_noise(flat, 0.1, make_generator(0), gray=True) - flat
     a, b = noisy[0, 0].flatten(), noisy[1, 0].flatten()
     correlation = torch.corrcoef(torch.stack([a, b]))[0, 1].abs().item()
     assert correlation < 0.05
-    poisson = O.add_poisson_noise(flat, 1.0, make_generator(1), gray=True) - flat
+    poisson = image_ops.add_poisson_noise(flat, 1.0, make_generator(1), gray=True) - flat
     assert not torch.equal(poisson[0], poisson[1])
 
 
 def test_poisson_noise_scales_with_scale():
     flat = torch.linspace(0, 1, 256 * 256).view(1, 1, 256, 256).expand(1, 3, 256, 256).contiguous()
-    small = (O.add_poisson_noise(flat, 0.5, make_generator(0), clip=False) - flat).std()
-    large = (O.add_poisson_noise(flat, 2.0, make_generator(0), clip=False) - flat).std()
+    small = (image_ops.add_poisson_noise(flat, 0.5, make_generator(0), clip=False) - flat).std()
+    large = (image_ops.add_poisson_noise(flat, 2.0, make_generator(0), clip=False) - flat).std()
     assert (large / small).item() == pytest.approx(4.0, rel=0.05)
 
 
@@ -231,7 +231,7 @@ def test_degrade_applies_exactly_the_prompt(photo):
     assert text == "Deblur with sigma 2.0, Denoise with sigma 0.05"
     assert [(op["op"], op["sigma"]) for op in record["ops"]] == [("deblur", 2.0), ("denoise", 0.05)]
     generator = make_generator(1)
-    expected = O.add_gaussian_noise(O.gaussian_blur(photo, 2.0), 0.05, generator)
+    expected = image_ops.add_gaussian_noise(image_ops.gaussian_blur(photo, 2.0), 0.05, generator)
     assert torch.equal(y, expected)
 
 

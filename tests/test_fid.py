@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from helpers import make_photo
 from spire_ir.cli import main
 from spire_ir.evaluation.inception import INCEPTION_FEATURES, FIDInceptionV3
-from spire_ir.image_utils import save_image
+from spire_ir.utils.images import save_image
 
 
 def _random_inception(path, seed=0):
@@ -91,7 +91,7 @@ def test_bench_fid_is_zero_for_identical_sets_and_grows_with_degradation(tmp_pat
 
 
 def test_wrong_weights_file_is_named(tmp_path, monkeypatch):
-    from spire_ir.metrics import inception_features
+    from spire_ir.evaluation.metrics import inception_features
 
     save_file({"features.0.weight": torch.zeros(3)}, str(tmp_path / "alexnet.safetensors"))
     with pytest.raises(ValueError, match="not the FID Inception-v3"):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from helpers import make_photo
 from spire_ir.cli import main
-from spire_ir.image_utils import load_image, save_image
+from spire_ir.utils.images import load_image, save_image
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +170,8 @@ def test_a_negative_value_is_an_error_that_names_the_range(tmp_path, model_dir, 
 
 
 def test_a_prompt_past_the_token_limit_warns_with_the_count():
+    from spire_ir.models.text import PromptTruncationWarning, encode_text
     from spire_ir.testing import tiny_components
-    from spire_ir.text import PromptTruncationWarning, encode_text
 
     parts = tiny_components()
     limit = parts["tokenizer"].model_max_length

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import make_photo
-from spire_ir.metrics import create_metric, list_metrics, psnr, ssim
+from spire_ir.evaluation.metrics import create_metric, list_metrics, psnr, ssim
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "golden_metrics.json").read_text())
 
@@ -56,7 +56,7 @@ def test_registry_records_conventions():
     ]  # fmt: skip
     with pytest.raises(ValueError, match="unknown metric 'sharpness'"):
         create_metric("sharpness")
-    from spire_ir.metrics import MetricUnavailable
+    from spire_ir.evaluation.metrics import MetricUnavailable
 
     with pytest.raises(MetricUnavailable, match=r"musiq: needs .*--iqa-weights DIR"):
         create_metric("musiq")
@@ -66,7 +66,7 @@ def test_registry_records_conventions():
 
 def test_cli_metrics_on_folders_reports_missing_pairs(tmp_path, capsys):
     from spire_ir.cli import main
-    from spire_ir.image_utils import save_image
+    from spire_ir.utils.images import save_image
 
     x, cases = _cases()
     save_image(cases["dark"], tmp_path / "out" / "a.png")
@@ -82,20 +82,20 @@ def test_cli_metrics_on_folders_reports_missing_pairs(tmp_path, capsys):
 
 
 def _niqe_cases():
-    from spire_ir.degradations import ops as O
-    from spire_ir.seeding import make_generator
+    from spire_ir.ops import image as image_ops
+    from spire_ir.utils.seeding import make_generator
 
     x = make_photo(200, 240, seed=1)
     cases = {
         "clean": x,
-        "blur": O.gaussian_blur(x, 2.0),
-        "noise": O.add_gaussian_noise(x, 0.1, make_generator(0)),
+        "blur": image_ops.gaussian_blur(x, 2.0),
+        "noise": image_ops.add_gaussian_noise(x, 0.1, make_generator(0)),
     }
     return {k: v.mul(255).round().div(255) for k, v in cases.items()}
 
 
 def test_niqe_matches_the_basicsr_reference():
-    from spire_ir.metrics import niqe
+    from spire_ir.evaluation.metrics import niqe
 
     golden = GOLDEN["niqe_basicsr_1.4.2"]
     for name, image in _niqe_cases().items():
@@ -104,9 +104,9 @@ def test_niqe_matches_the_basicsr_reference():
 
 @pytest.mark.parametrize("name", ["niqe", "brisque"])
 def test_no_reference_metrics_are_monotonic_on_clean_blurred_noisier(name):
-    from spire_ir.degradations import ops as O
-    from spire_ir.metrics import MetricUnavailable, create_metric
-    from spire_ir.seeding import make_generator
+    from spire_ir.ops import image as image_ops
+    from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
+    from spire_ir.utils.seeding import make_generator
 
     try:
         metric = create_metric(name)
@@ -114,14 +114,14 @@ def test_no_reference_metrics_are_monotonic_on_clean_blurred_noisier(name):
         pytest.skip(str(error))
     assert metric.lower_better and not metric.full_reference
     clean = make_photo(200, 240, seed=1)
-    blurred = O.gaussian_blur(clean, 1.2)
-    noisier = O.add_gaussian_noise(blurred, 0.15, make_generator(0))
+    blurred = image_ops.gaussian_blur(clean, 1.2)
+    noisier = image_ops.add_gaussian_noise(blurred, 0.15, make_generator(0))
     scores = [metric(t.mul(255).round().div(255)).item() for t in (clean, blurred, noisier)]
     assert scores[0] < scores[1] < scores[2], scores
 
 
 def test_niqe_needs_two_blocks():
-    from spire_ir.metrics import create_metric
+    from spire_ir.evaluation.metrics import create_metric
 
     with pytest.raises(ValueError, match="at least two 96×96 blocks"):
         create_metric("niqe")(make_photo(120, 120))
@@ -132,7 +132,7 @@ def tiny_clip(tmp_path_factory):
     """A randomly initialised tiny CLIP saved in transformers format: PLUMBING ONLY, the scores mean nothing."""
     from transformers import CLIPConfig, CLIPModel
 
-    from spire_ir.text import write_byte_bpe_tokenizer
+    from spire_ir.models.text import write_byte_bpe_tokenizer
 
     path = tmp_path_factory.mktemp("clip")
     tokenizer = write_byte_bpe_tokenizer(path)
@@ -151,7 +151,7 @@ def tiny_clip(tmp_path_factory):
 
 
 def test_clip_metrics_plumbing_with_random_weights(tiny_clip):
-    from spire_ir.metrics import create_metric
+    from spire_ir.evaluation.metrics import create_metric
 
     x, cases = _cases()
     clip_i = create_metric("clip_i", clip_model=tiny_clip)
@@ -167,7 +167,7 @@ def test_clip_metrics_plumbing_with_random_weights(tiny_clip):
 
 
 def test_clip_metrics_without_a_model_are_unavailable(monkeypatch):
-    from spire_ir.metrics import MetricUnavailable, create_metric
+    from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
 
     monkeypatch.delenv("SPIRE_CLIP_MODEL", raising=False)
     with pytest.raises(MetricUnavailable, match="--clip-model PATH or set SPIRE_CLIP_MODEL"):
@@ -175,7 +175,7 @@ def test_clip_metrics_without_a_model_are_unavailable(monkeypatch):
 
 
 def test_frechet_distance_closed_form():
-    from spire_ir.metrics import frechet_distance
+    from spire_ir.evaluation.metrics import frechet_distance
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(4000, 3, generator=g)
@@ -191,7 +191,7 @@ def test_frechet_distance_closed_form():
 def test_set_level_fd_clip_in_a_bench_run(tiny_clip, tmp_path, capsys):
     """Plumbing with a random tiny CLIP: the set-level path runs and warns about the small set."""
     from spire_ir.cli import main
-    from spire_ir.image_utils import save_image
+    from spire_ir.utils.images import save_image
 
     for i in range(3):
         save_image(make_photo(64, 64, seed=i), tmp_path / "photos" / f"p{i}.png")
@@ -226,7 +226,7 @@ def test_lpips_plumbing_with_a_random_backbone(tmp_path, monkeypatch):
     """PLUMBING ONLY: a random AlexNet trunk with the real shipped LPIPS heads; the values mean nothing."""
     from safetensors.torch import save_file
 
-    from spire_ir.metrics import MetricUnavailable, _AlexFeatures, create_metric
+    from spire_ir.evaluation.metrics import MetricUnavailable, _AlexFeatures, create_metric
 
     monkeypatch.delenv("SPIRE_LPIPS_BACKBONE", raising=False)
     with pytest.raises(MetricUnavailable, match=r"scripts/convert_weights\.py alexnet"):

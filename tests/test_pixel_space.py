@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import make_photo
-from spire_ir.metrics import psnr
+from spire_ir.evaluation.metrics import psnr
 from spire_ir.models.adaptor import modulate_unet
 from spire_ir.models.autoencoder import load_vae, vae_latent_channels, vae_scale_factor
 from spire_ir.models.numeric import NUMERIC_DIM, restoration_numbers

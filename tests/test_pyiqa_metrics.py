@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from spire_ir.metrics import MetricUnavailable, create_metric
+from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
 
 
 def _pyiqa_reference(name):

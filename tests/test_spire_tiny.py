@@ -8,10 +8,11 @@ from PIL import Image
 
 from spire_ir.cli import main
 from spire_ir.degradations import degrade
-from spire_ir.image_utils import load_image, save_image
-from spire_ir.metrics import psnr
-from spire_ir.pipeline import SpirePipeline, builtin_model_dir
-from spire_ir.seeding import make_generator
+from spire_ir.evaluation.metrics import psnr
+from spire_ir.models.builtin import builtin_model_dir
+from spire_ir.pipeline import SpirePipeline
+from spire_ir.utils.images import load_image, save_image
+from spire_ir.utils.seeding import make_generator
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from spire_ir.cli import main
-from spire_ir.config import load_config
 from spire_ir.data import fixed_samples
 from spire_ir.models.autoencoder import to_model_latents
 from spire_ir.training.base import BaseTask, BaseTrainConfig
 from spire_ir.training.loop import run_loop
 from spire_ir.training.spire import SpireTask, TrainConfig, sample_timesteps, spire_loss
 from spire_ir.training.vae import VaeTask, VaeTrainConfig
+from spire_ir.utils.config import load_config
 
 SMALL = [
     "max_steps=4", "batch_size=2", "checkpoint_every=0", "validate_every=0", "num_validation=0", "progress=false",
@@ -223,7 +223,7 @@ def test_cli_train_writes_checkpoints_grid_and_a_restorable_pipeline(tmp_path):
         "steps"
     ] == 8
     from helpers import make_photo
-    from spire_ir.image_utils import save_image
+    from spire_ir.utils.images import save_image
 
     save_image(make_photo(40, 40), tmp_path / "photo.png")
     assert (

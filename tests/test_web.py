@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import make_photo
-from spire_ir.image_utils import save_image
+from spire_ir.utils.images import save_image
 
 gr = pytest.importorskip("gradio")
 

@@ -23,8 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     from safetensors.torch import load_file
 
-    from spire_ir.config import load_config
     from spire_ir.training.spire import SpireTask, TrainConfig
+    from spire_ir.utils.config import load_config
 
     task = SpireTask(load_config(TrainConfig, args.config, args.set))
     checkpoint = Path(args.checkpoint)

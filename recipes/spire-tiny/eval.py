@@ -33,7 +33,7 @@ SEMANTIC_DEGRADATION = "Deblur with sigma 3.0, Upsample to 4.0, Denoise with sig
 
 
 def _folder(path: Path) -> tuple[torch.Tensor, list[str], list[str]]:
-    from spire_ir.image_utils import load_image
+    from spire_ir.utils.images import load_image
 
     files = sorted(path.glob("*.png"))
     images = torch.cat([load_image(f).tensor for f in files])
@@ -58,14 +58,14 @@ def _pipeline(model: str):
 
 
 def _high_frequency_energy(image: torch.Tensor) -> torch.Tensor:
-    from spire_ir.degradations.ops import gaussian_blur
+    from spire_ir.ops.image import gaussian_blur
 
     return (image - gaussian_blur(image, 1.5)).pow(2).mean(dim=(1, 2, 3))
 
 
 def cmd_strength(args: argparse.Namespace) -> dict:
     from spire_ir.degradations import degrade
-    from spire_ir.seeding import make_generator
+    from spire_ir.utils.seeding import make_generator
 
     pipe = _pipeline(args.model)
     x, captions, names = _folder(EVAL / "photos")
@@ -96,7 +96,7 @@ SHAPES = ("circle", "square", "triangle", "star")
 
 
 def _single_shape_scenes(seed: int, count: int, backgrounds) -> tuple[torch.Tensor, list[str], list[int]]:
-    from spire_ir.scenes import render_scene
+    from spire_ir.data.scenes import render_scene
 
     images, captions, labels, index = [], [], [], 0
     while len(images) < count:
@@ -133,7 +133,7 @@ class ShapeClassifier(torch.nn.Module):
 
 
 def _backgrounds() -> dict[str, torch.Tensor]:
-    from spire_ir.image_utils import load_image
+    from spire_ir.utils.images import load_image
 
     photos = EVAL.parent / "photos"
     phrases = {"grass": "on grass", "gravel": "on gravel", "brick": "in front of a brick wall"}
@@ -166,7 +166,7 @@ def train_classifier(backgrounds, steps: int = 600, seed: int = 5000) -> tuple[S
 
 def cmd_semantic(args: argparse.Namespace) -> dict:
     from spire_ir.degradations import degrade
-    from spire_ir.seeding import make_generator
+    from spire_ir.utils.seeding import make_generator
 
     backgrounds = _backgrounds()
     classifier, clean_accuracy = train_classifier(backgrounds)
@@ -203,7 +203,7 @@ def cmd_semantic(args: argparse.Namespace) -> dict:
         out[name] = {"accuracy": float((predicted == truth).float().mean()),
                      "follows_wrong_shape": float((predicted == wrong_t).float().mean())}  # fmt: skip
     if args.grid:
-        from spire_ir.image_utils import save_image_grid
+        from spire_ir.utils.images import save_image_grid
 
         rows = [([y[i], outputs["true caption"][i], outputs["empty caption"][i], outputs["wrong caption"][i], x[i]],
                  f"true: {captions[i]} | wrong: {wrong[i]}") for i in range(min(6, len(x)))]  # fmt: skip
@@ -232,7 +232,7 @@ def main() -> None:
     args = parser.parse_args()
     commands = {"strength": cmd_strength, "semantic": cmd_semantic}
     result = commands[args.command](args)
-    from spire_ir.image_utils import save_json
+    from spire_ir.utils.images import save_json
 
     save_json(result, args.output)
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}, indent=1)[:3000])

@@ -42,10 +42,10 @@ def main() -> None:
     from skimage import data
 
     from spire_ir.degradations import degrade
-    from spire_ir.metrics import psnr
+    from spire_ir.evaluation.metrics import psnr
+    from spire_ir.models.text import write_reference
     from spire_ir.pipeline import SpirePipeline
-    from spire_ir.seeding import make_generator
-    from spire_ir.text import write_reference
+    from spire_ir.utils.seeding import make_generator
 
     source = SpirePipeline.from_pretrained(args.source)
     source.set_progress_bar_config(disable=True)

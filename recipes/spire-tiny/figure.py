@@ -26,10 +26,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from spire_ir.degradations import degrade
-    from spire_ir.image_utils import load_image, save_image_grid
-    from spire_ir.metrics import psnr
+    from spire_ir.evaluation.metrics import psnr
     from spire_ir.pipeline import SpirePipeline
-    from spire_ir.seeding import make_generator
+    from spire_ir.utils.images import load_image, save_image_grid
+    from spire_ir.utils.seeding import make_generator
 
     photo = Path(args.photo)
     x = load_image(photo).tensor

@@ -38,11 +38,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from spire_ir.degradations import degrade
-    from spire_ir.image_utils import load_image
-    from spire_ir.metrics import psnr, ssim
+    from spire_ir.evaluation.metrics import psnr, ssim
     from spire_ir.pipeline import SpirePipeline
     from spire_ir.schedulers import ResShiftScheduler
-    from spire_ir.seeding import make_generator
+    from spire_ir.utils.images import load_image
+    from spire_ir.utils.seeding import make_generator
 
     files = sorted(Path(args.eval).glob("*.png"))
     x = torch.cat([load_image(f).tensor for f in files])

@@ -18,10 +18,17 @@ from typing import Any
 
 import torch
 
-from . import prompts
-from .image_utils import ImageLoadError, ImageTooLargeError, image_grid, load_image, save_image, tensor_to_pil
-from .prompts import BLIND_PROMPT, PromptError, PromptWarning, RestorationOp, RestorationPrompt
-from .seeding import make_generator
+from spire_ir import prompts
+from spire_ir.prompts import BLIND_PROMPT, PromptError, PromptWarning, RestorationOp, RestorationPrompt
+from spire_ir.utils.images import (
+    ImageLoadError,
+    ImageTooLargeError,
+    image_grid,
+    load_image,
+    save_image,
+    tensor_to_pil,
+)
+from spire_ir.utils.seeding import make_generator
 
 __all__ = ["SLIDERS", "build_app", "check_upload", "controls_to_prompt", "launch", "prompt_to_controls"]
 
@@ -186,7 +193,7 @@ class Studio:
         """Returns (degraded image path, canonical restoration prompt, record JSON)."""
         import gradio as gr
 
-        from .degradations import degrade, get_degradation
+        from spire_ir.degradations import degrade, get_degradation
 
         try:
             tensor = check_upload(image, self.max_pixels)
@@ -237,8 +244,8 @@ class Studio:
 
 def _examples(directory: Path) -> list[list[str]]:
     """Two example inputs made on the spot from procedural scenes (degraded, with their prompts)."""
-    from .degradations import degrade
-    from .scenes import render_scene
+    from spire_ir.data.scenes import render_scene
+    from spire_ir.degradations import degrade
 
     rows = []
     for index, text in ((1, "Denoise with sigma 0.08"), (2, "Deblur with sigma 2.0, Dejpeg with quality 40")):

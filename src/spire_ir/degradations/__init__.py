@@ -18,10 +18,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import prompts
-from ..seeding import coin, derive_seed, make_generator
-from .parameterized import ParameterizedConfig, ParameterizedDegradation, apply_ops, op_record
-from .realesrgan import RealESRGANConfig, RealESRGANDegradation, StageConfig
+from spire_ir import prompts
+from spire_ir.degradations.parameterized import (
+    ParameterizedConfig,
+    ParameterizedDegradation,
+    apply_ops,
+    op_record,
+)
+from spire_ir.degradations.realesrgan import RealESRGANConfig, RealESRGANDegradation, StageConfig
+from spire_ir.utils.seeding import coin, derive_seed, make_generator
 
 __all__ = [
     "BatchResult",

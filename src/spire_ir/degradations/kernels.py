@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..seeding import choice, coin, uniform
+from spire_ir.utils.seeding import choice, coin, uniform
 
 __all__ = [
     "KERNEL_SIZES",

@@ -28,10 +28,10 @@ from typing import Literal
 
 import torch
 
-from .. import prompts
-from ..prompts import RestorationOp
-from ..seeding import coin, randint, uniform
-from . import ops as O
+from spire_ir import prompts
+from spire_ir.ops import image as image_ops
+from spire_ir.prompts import RestorationOp
+from spire_ir.utils.seeding import coin, randint, uniform
 
 __all__ = ["ParameterizedConfig", "ParameterizedDegradation", "apply_ops"]
 
@@ -88,12 +88,12 @@ def apply_op(image: torch.Tensor, op: RestorationOp, generator: torch.Generator)
     if op.value is None:
         raise ValueError(f"op {op.kind!r} has no value to apply; sample one first")
     if op.kind == "deblur":
-        return O.gaussian_blur(image, op.value)
+        return image_ops.gaussian_blur(image, op.value)
     if op.kind == "upsample":
-        return O.resize_down_up(image, op.value)
+        return image_ops.resize_down_up(image, op.value)
     if op.kind == "denoise":
-        return O.add_gaussian_noise(image, op.value, generator) if op.value > 0 else image
-    return O.jpeg(image, int(op.value))
+        return image_ops.add_gaussian_noise(image, op.value, generator) if op.value > 0 else image
+    return image_ops.jpeg(image, int(op.value))
 
 
 def apply_ops(

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..image_utils import quantize_8bit
-from ..prompts import BLIND_PROMPT
-from ..seeding import choice, coin, uniform
-from . import ops as O
-from .kernels import KernelConfig, sample_blur_kernel, sample_final_sinc
+from spire_ir.degradations.kernels import KernelConfig, sample_blur_kernel, sample_final_sinc
+from spire_ir.ops import image as image_ops
+from spire_ir.prompts import BLIND_PROMPT
+from spire_ir.utils.images import quantize_8bit
+from spire_ir.utils.seeding import choice, coin, uniform
 
 __all__ = ["RealESRGANConfig", "RealESRGANDegradation", "StageConfig"]
 
@@ -82,7 +82,7 @@ class RealESRGANDegradation:
     def _blur(self, image, stage: StageConfig, generator, log: list) -> torch.Tensor:
         kernel, rec = sample_blur_kernel(generator, stage.kernel)
         log.append({"op": "blur", **rec})
-        return O.filter2d(image, kernel)
+        return image_ops.filter2d(image, kernel)
 
     def _resize(
         self, image, stage: StageConfig, base: tuple[float, float], generator, log: list
@@ -99,7 +99,7 @@ class RealESRGANDegradation:
         log.append(
             {"op": "resize", "direction": direction, "scale": round(scale, 4), "mode": mode, "size": size}
         )
-        return O.resize(image, size, mode)
+        return image_ops.resize(image, size, mode)
 
     def _noise(self, image, stage: StageConfig, generator, log: list) -> torch.Tensor:
         gaussian = coin(generator, stage.gaussian_noise_prob)
@@ -107,15 +107,15 @@ class RealESRGANDegradation:
         if gaussian:
             sigma = uniform(generator, *stage.noise_range)
             log.append({"op": "gaussian_noise", "sigma_255": round(sigma, 4), "gray": gray})
-            return O.add_gaussian_noise(image, sigma / 255.0, generator, gray=gray)
+            return image_ops.add_gaussian_noise(image, sigma / 255.0, generator, gray=gray)
         scale = uniform(generator, *stage.poisson_scale_range)
         log.append({"op": "poisson_noise", "scale": round(scale, 4), "gray": gray})
-        return O.add_poisson_noise(image, scale, generator, gray=gray)
+        return image_ops.add_poisson_noise(image, scale, generator, gray=gray)
 
     def _jpeg(self, image, stage: StageConfig, generator, log: list) -> torch.Tensor:
         quality = round(uniform(generator, *stage.jpeg_range))
         log.append({"op": "jpeg", "quality": quality})
-        return O.jpeg(image.clamp(0, 1), quality)
+        return image_ops.jpeg(image.clamp(0, 1), quality)
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, str, dict]:
         """Degrade ``image`` (1, 3, H, W) in [0, 1]; a batch is processed image by image with one generator.
@@ -123,14 +123,14 @@ class RealESRGANDegradation:
         Returns:
             (y with the input's size, 8-bit quantised; "Remove all degradation"; record of every draw).
         """
-        O._check_image(image)
+        image_ops._check_image(image)
         if image.shape[0] != 1:
             results = [self(img.unsqueeze(0), generator) for img in image]
             return torch.cat([r[0] for r in results]), BLIND_PROMPT, {"batch": [r[2] for r in results]}
         c = self.config
         height, width = image.shape[-2:]
         log: list[dict] = []
-        out = O.usm_sharpen(image) if c.use_usm else image
+        out = image_ops.usm_sharpen(image) if c.use_usm else image
         if c.use_usm:
             log.append({"op": "usm"})
         # first degradation: blur, resize (relative to the current size), noise, JPEG
@@ -151,11 +151,11 @@ class RealESRGANDegradation:
         final_size = (max(1, int(height // c.scale)), max(1, int(width // c.scale)))
 
         def resize_sinc(x: torch.Tensor) -> torch.Tensor:
-            x = O.resize(x, final_size, final_mode)
+            x = image_ops.resize(x, final_size, final_mode)
             log.append({"op": "resize", "size": final_size, "mode": final_mode})
             rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in sinc_rec.items()}
             log.append({"op": "final_filter", **rounded})
-            return O.filter2d(x, sinc) if sinc_rec["kernel"] != "pulse" else x
+            return image_ops.filter2d(x, sinc) if sinc_rec["kernel"] != "pulse" else x
 
         if jpeg_first:
             out = resize_sinc(self._jpeg(out, c.stage2, generator, log))
@@ -163,7 +163,7 @@ class RealESRGANDegradation:
             out = self._jpeg(resize_sinc(out), c.stage2, generator, log)
         out = quantize_8bit(out)
         if c.resize_back:
-            out = O.resize(out, (height, width), "bicubic")
+            out = image_ops.resize(out, (height, width), "bicubic")
             log.append({"op": "resize_back", "size": (height, width), "mode": "bicubic"})
             out = quantize_8bit(out)
         return out, BLIND_PROMPT, {"pipeline": "realesrgan", "ops": log}

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import prompts
-from ..degradations.ops import gaussian_kernel1d
-from ..image_utils import tensor_to_uint8
+from spire_ir import prompts
+from spire_ir.ops.image import gaussian_kernel1d
+from spire_ir.utils.images import tensor_to_uint8
 
 __all__ = ["METHODS", "bicubic", "classical", "identity"]
 

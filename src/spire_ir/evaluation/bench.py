@@ -27,9 +27,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..image_utils import ImageLoadError, load_image, save_image, save_json
-from ..prompts import BLIND_PROMPT
-from ..seeding import derive_seed, make_generator
+from spire_ir.prompts import BLIND_PROMPT
+from spire_ir.utils.images import ImageLoadError, load_image, save_image, save_json
+from spire_ir.utils.seeding import derive_seed, make_generator
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +85,16 @@ def build_bench(
     Returns:
         The manifest.
     """
-    from ..data import coco_items, folder_items
-    from ..degradations import get_degradation
+    from spire_ir.data import coco_items, folder_items
+    from spire_ir.degradations import get_degradation
 
     if setting not in ("parameterized", "realesrgan", "none"):
         raise ValueError(f"setting must be parameterized, realesrgan or none, got {setting!r}")
     if prompt is not None and setting != "parameterized":
         raise ValueError("--prompt fixes the parameterised degradation; use it with --setting parameterized")
     if prompt is not None:
-        from ..degradations import degrade
-        from ..prompts import parse
+        from spire_ir.degradations import degrade
+        from spire_ir.prompts import parse
 
         if parse(prompt, strict=True).blind:
             raise ValueError(
@@ -156,7 +156,7 @@ def load_manifest(bench: str | Path) -> dict[str, Any]:
 def _spire_method(
     model: str | Path, steps: int | None, guidance: float | None, seed: int
 ) -> tuple[Callable, dict[str, Any]]:
-    from ..pipeline import SpirePipeline
+    from spire_ir.pipeline import SpirePipeline
 
     pipe = SpirePipeline.from_pretrained(model)
     if torch.cuda.is_available():
@@ -187,7 +187,7 @@ def _versions() -> dict[str, str]:
 
 def _set_metrics(names, bench: Path, output: Path, manifest: dict, clip_model, fid_weights, unavailable):
     """Metrics over the whole (merged) set: ``fid``, ``fd_clip``. Returns (scores, warnings)."""
-    from ..metrics import (
+    from spire_ir.evaluation.metrics import (
         FID_MIN_IMAGES,
         SET_METRICS,
         MetricUnavailable,
@@ -249,8 +249,8 @@ def run_bench(
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    from ..metrics import MetricUnavailable, create_metric
-    from .baselines import METHODS
+    from spire_ir.evaluation.baselines import METHODS
+    from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
 
     if prompts_mode not in PROMPT_MODES:
         raise ValueError(f"prompts mode must be one of {', '.join(PROMPT_MODES)}, got {prompts_mode!r}")
@@ -261,18 +261,18 @@ def run_bench(
             model = "spire-tiny"  # the built-in model (a clear error when its weights are not installed)
         restore, spire_settings = _spire_method(model, steps, guidance, seed)
     elif method == "realesrgan":
-        from .realesrgan import RealESRGANRestorer
+        from spire_ir.evaluation.realesrgan import RealESRGANRestorer
 
         restore = RealESRGANRestorer(device="cuda" if torch.cuda.is_available() else "cpu")
     elif method == "ffdnet":
-        from .ffdnet import FFDNetRestorer
+        from spire_ir.evaluation.ffdnet import FFDNetRestorer
 
         restore = FFDNetRestorer(device="cuda" if torch.cuda.is_available() else "cpu")
     elif method in METHODS:
         restore = METHODS[method]
     else:
         raise ValueError(f"unknown method {method!r}; choose spire, realesrgan, ffdnet, {', '.join(METHODS)}")
-    from ..metrics import SET_METRICS
+    from spire_ir.evaluation.metrics import SET_METRICS
 
     scorers, unavailable = [], {}
     set_metrics = [name for name in metrics if name in SET_METRICS]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import prompts
+from spire_ir import prompts
 
 __all__ = ["FFDNet", "FFDNetRestorer", "convert_packaged_weights", "default_weights_path"]
 

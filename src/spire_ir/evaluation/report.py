@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..image_utils import image_grid, load_image, save_json, save_pil
-from .bench import PROMPT_MODES, load_manifest
+from spire_ir.evaluation.bench import PROMPT_MODES, load_manifest
+from spire_ir.utils.images import image_grid, load_image, save_json, save_pil
 
 __all__ = ["write_report"]
 
@@ -103,7 +103,7 @@ def _plots(runs: list[dict], manifest: dict, names: list[str], output: Path) -> 
         return
     import numpy as np
 
-    from ..prompts import OP_SPECS
+    from spire_ir.prompts import OP_SPECS
 
     strengths: dict[str, dict[str, float]] = {}
     for item in manifest["items"]:

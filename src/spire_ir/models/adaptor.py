@@ -41,7 +41,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.nn import functional as F
 
-from .numeric import NumericEmbedding
+from spire_ir.models.numeric import NumericEmbedding
 
 __all__ = ["Modulation", "SpireAdaptor", "UnshuffleConditioningEmbedding", "modulate_unet", "skip_channels"]
 
@@ -276,8 +276,8 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         model's latent of y in the first C_latent stem channels; the rest keep their random start. Returns False
         (and changes nothing) when the stem or the VAE has no such projection.
         """
-        from .autoencoder import to_model_latents
-        from .pixel_space import SpaceToDepthAutoencoder
+        from spire_ir.models.autoencoder import to_model_latents
+        from spire_ir.models.pixel_space import SpaceToDepthAutoencoder
 
         stem = self.controlnet.controlnet_cond_embedding
         if isinstance(vae, SpaceToDepthAutoencoder) and isinstance(stem, UnshuffleConditioningEmbedding):

@@ -247,7 +247,7 @@ def load_vae(path, **kwargs) -> AutoencoderKL:
     import json
     from pathlib import Path
 
-    from .pixel_space import SpaceToDepthAutoencoder
+    from spire_ir.models.pixel_space import SpaceToDepthAutoencoder
 
     config = Path(path) / "config.json"
     name = json.loads(config.read_text()).get("_class_name") if config.is_file() else None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .. import prompts
+from spire_ir import prompts
 
 __all__ = ["NUMERIC_DIM", "NumericEmbedding", "restoration_numbers"]
 

@@ -25,10 +25,10 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ..data import DataConfig, fixed_samples
-from ..models.autoencoder import from_model_latents, to_model_latents
-from ..text import encode_text
-from .loop import LoopConfig, move, run_loop
+from spire_ir.data import DataConfig, fixed_samples
+from spire_ir.models.autoencoder import from_model_latents, to_model_latents
+from spire_ir.models.text import encode_text
+from spire_ir.training.loop import LoopConfig, move, run_loop
 
 __all__ = ["BaseTask", "BaseTrainConfig", "BaseUNetConfig", "sample_base", "train_base"]
 
@@ -84,14 +84,14 @@ def load_text_encoder(name: str, seed: int = 0, max_length: int | None = None):
     from transformers import AutoModel, AutoTokenizer
 
     if name == "tiny":
-        from ..testing import tiny_components
+        from spire_ir.models.tiny import tiny_components
 
         parts = tiny_components(seed=seed)
         if max_length:
             parts["tokenizer"].model_max_length = max_length
         return parts["tokenizer"], parts["text_encoder"]
     if name == "minilm":
-        from ..text import packaged_encoder_dir
+        from spire_ir.models.text import packaged_encoder_dir
 
         try:
             name = str(packaged_encoder_dir("minilm"))
@@ -110,14 +110,14 @@ def load_text_encoder(name: str, seed: int = 0, max_length: int | None = None):
 
 
 def _load_vae(name: str, seed: int):
-    from ..models.autoencoder import load_vae
+    from spire_ir.models.autoencoder import load_vae
 
     if name == "space-to-depth":
-        from ..models.pixel_space import SpaceToDepthAutoencoder
+        from spire_ir.models.pixel_space import SpaceToDepthAutoencoder
 
         return SpaceToDepthAutoencoder(factor=2)
     if name == "tiny":
-        from ..testing import tiny_components
+        from spire_ir.models.tiny import tiny_components
 
         return tiny_components(seed=seed)["vae"]
     return load_vae(name).requires_grad_(False).eval()
@@ -148,9 +148,9 @@ class BaseTask:
     def __init__(self, config: BaseTrainConfig) -> None:
         from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
-        from ..models.autoencoder import vae_latent_channels, vae_scale_factor
-        from ..schedulers import ResShiftScheduler
-        from ..testing import SD_SCHEDULER
+        from spire_ir.models.autoencoder import vae_latent_channels, vae_scale_factor
+        from spire_ir.schedulers import ResShiftScheduler
+        from spire_ir.models.tiny import SD_SCHEDULER
 
         self.config = config
         m = config.model
@@ -224,7 +224,7 @@ class BaseTask:
             embeds = encode_text(self.tokenizer, self.text_encoder, batch["c_s"], device)
         noise = torch.randn(latents.shape, generator=generator).to(device)
         if self.denoise:
-            from ..schedulers import noise_timestep
+            from spire_ir.schedulers import noise_timestep
 
             sigma = self.sample_sigmas(latents.shape[0], generator).to(device)
             noisy = latents + sigma.view(-1, 1, 1, 1) * noise
@@ -243,7 +243,7 @@ class BaseTask:
         return F.mse_loss(prediction.float(), target.float())
 
     def validate(self, model, step: int, run_dir: Path) -> dict[str, Any]:
-        from ..image_utils import save_image_grid
+        from spire_ir.utils.images import save_image_grid
 
         samples = fixed_samples(self.config.data, self.config.num_validation)
         if not samples:
@@ -266,9 +266,9 @@ class BaseTask:
 
     def _validate_denoise(self, model, samples: list[dict], step: int, run_dir: Path) -> dict[str, Any]:
         """Denoise fixed samples at σ = 0.05 with their captions: PSNR and a noisy | denoised | clean grid."""
-        from ..image_utils import save_image_grid
-        from ..metrics import psnr
-        from ..schedulers import noise_timestep
+        from spire_ir.evaluation.metrics import psnr
+        from spire_ir.schedulers import noise_timestep
+        from spire_ir.utils.images import save_image_grid
 
         device, sigma = model.device, 0.05
         x = torch.stack([s["x"] for s in samples]).to(device)

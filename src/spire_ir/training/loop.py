@@ -26,10 +26,15 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from ..config import save_config
-from ..data import DataConfig, build_dataloader
-from ..seeding import derive_seed, make_generator
-from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from spire_ir.data import DataConfig, build_dataloader
+from spire_ir.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from spire_ir.utils.config import save_config
+from spire_ir.utils.seeding import derive_seed, make_generator
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ..data import fixed_samples
-from ..models.adaptor import SpireAdaptor, modulate_unet
-from ..models.autoencoder import latent_pixel_weights, to_model_latents, vae_scale_factor
-from ..text import encode_text
-from .loop import LoopConfig, move, run_loop
+from spire_ir.data import fixed_samples
+from spire_ir.models.adaptor import SpireAdaptor, modulate_unet
+from spire_ir.models.autoencoder import latent_pixel_weights, to_model_latents, vae_scale_factor
+from spire_ir.models.text import encode_text
+from spire_ir.training.loop import LoopConfig, move, run_loop
 
 __all__ = [
     "ModelConfig",
@@ -151,7 +151,7 @@ def bridge_loss(
     ``ResShiftScheduler``. batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings. ``unet`` replaces
     parts["unet"] when the prior trains too (``model.prior``).
     """
-    from ..models.numeric import restoration_numbers
+    from spire_ir.models.numeric import restoration_numbers
 
     vae, scheduler = parts["vae"], parts["scheduler"]
     unet = parts["unet"] if unet is None else unet
@@ -179,15 +179,15 @@ def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
     """vae, unet, text_encoder, tokenizer and the training scheduler (DDPM, or the base's ResShift), frozen."""
     from diffusers import DDPMScheduler
 
-    from ..schedulers import ResShiftScheduler
+    from spire_ir.schedulers import ResShiftScheduler
 
     if model.base == "tiny":
-        from ..testing import tiny_components
+        from spire_ir.models.tiny import tiny_components
 
         parts = tiny_components(seed=seed, prediction_type=model.prediction_type or "epsilon")
         parts.pop("adaptor")
     else:
-        from ..base_models import load_base_components
+        from spire_ir.models.loading import load_base_components
 
         parts = load_base_components(Path(model.base), prediction_type=model.prediction_type)
     parts["sampling_scheduler"] = parts["scheduler"]
@@ -295,7 +295,7 @@ class SpireTask:
         return spire_loss(self.parts, model, batch, generator)
 
     def pipeline(self, model: torch.nn.Module):
-        from ..pipeline import SpirePipeline
+        from spire_ir.pipeline import SpirePipeline
 
         pipe = SpirePipeline(
             vae=self.parts["vae"], text_encoder=self.parts["text_encoder"], tokenizer=self.parts["tokenizer"],
@@ -307,7 +307,7 @@ class SpireTask:
 
     def validate(self, model: torch.nn.Module, step: int, run_dir: Path) -> dict[str, Any]:
         """degraded | restored | clean for fixed samples, both prompts under each row; saved as a PNG."""
-        from ..image_utils import save_image_grid
+        from spire_ir.utils.images import save_image_grid
 
         if self._validation is None:
             self._validation = fixed_samples(self.config.data, self.config.num_validation)

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ..data import DataConfig, fixed_samples
-from .loop import LoopConfig, run_loop
+from spire_ir.data import DataConfig, fixed_samples
+from spire_ir.training.loop import LoopConfig, run_loop
 
 __all__ = ["VaeConfig", "VaeTask", "VaeTrainConfig", "train_vae", "vae_loss"]
 
@@ -54,7 +54,7 @@ class VaeTrainConfig(LoopConfig):
 def build_vae(config: VaeConfig):
     from diffusers import AutoencoderKL
 
-    from ..models.autoencoder import SpireAutoencoderKL, load_vae
+    from spire_ir.models.autoencoder import SpireAutoencoderKL, load_vae
 
     if config.init:
         return load_vae(config.init)
@@ -87,7 +87,7 @@ def vae_loss(vae, batch: dict, generator: torch.Generator, config: VaeConfig) ->
 
 def _pca_images(data: DataConfig, count: int) -> torch.Tensor:
     """``count`` training crops spread evenly over the dataset (epoch 0's draws), (count, 3, R, R) in [0, 1]."""
-    from ..data import map_dataset
+    from spire_ir.data import map_dataset
 
     if data.source == "webdataset":
         raise ValueError("model.shortcut: the PCA start needs a folder, coco or scenes source")
@@ -115,7 +115,7 @@ class VaeTask:
         return vae_loss(model, batch, generator, self.config.model)
 
     def validate(self, model, step: int, run_dir: Path) -> dict[str, Any]:
-        from ..image_utils import save_image_grid
+        from spire_ir.utils.images import save_image_grid
 
         samples = fixed_samples(self.config.data, self.config.num_validation)
         if not samples:
@@ -133,7 +133,7 @@ class VaeTask:
     def export(self, model, run_dir: Path) -> Path:
         power = self.config.model.latent_power
         if power is not None:
-            from ..models.autoencoder import set_latent_scaling
+            from spire_ir.models.autoencoder import set_latent_scaling
 
             model.eval()
             set_latent_scaling(model, _pca_images(self.config.data, self.config.model.pca_images), power)

@@ -30,7 +30,7 @@ class CommandError(Exception):
 
 
 def _inputs(path: Path) -> list[Path]:
-    from .image_utils import list_images
+    from spire_ir.utils.images import list_images
 
     if not path.exists():
         raise CommandError(f"{path}: no such file or folder")
@@ -116,10 +116,10 @@ PER_FILE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MemoryE
 def cmd_degrade(args: argparse.Namespace) -> int:
     import torch
 
-    from .degradations import degrade, get_degradation
-    from .image_utils import guard_not_input, load_image, save_image, save_json
-    from .prompts import PromptError
-    from .seeding import derive_seed, make_generator
+    from spire_ir.degradations import degrade, get_degradation
+    from spire_ir.prompts import PromptError
+    from spire_ir.utils.images import guard_not_input, load_image, save_image, save_json
+    from spire_ir.utils.seeding import derive_seed, make_generator
 
     source = Path(args.input)
     files = _inputs(source)
@@ -139,7 +139,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             "then records the output format)"
         )
     if args.prompt is not None:
-        from . import prompts
+        from spire_ir import prompts
 
         try:
             prompts.parse(args.prompt, strict=args.strict)
@@ -199,7 +199,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 def _default_model() -> str:
     """--model when none is given: the built-in spire-tiny (checked without heavy imports, so a broken install is
     told at once)."""
-    from .builtin import installed_builtin_model
+    from spire_ir.models.builtin import installed_builtin_model
 
     try:
         installed_builtin_model("spire-tiny")
@@ -239,7 +239,7 @@ def _pick_device(name: str) -> str:
 def _load_pipeline(args: argparse.Namespace):
     import torch
 
-    from .pipeline import SpirePipeline
+    from spire_ir.pipeline import SpirePipeline
 
     if args.model is None:
         args.model = _default_model()
@@ -268,7 +268,7 @@ def _load_pipeline(args: argparse.Namespace):
 def _check_restoration_prompt(text: str) -> None:
     import warnings
 
-    from .prompts import PromptError, parse
+    from spire_ir.prompts import PromptError, parse
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -364,9 +364,15 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
 
 def cmd_restore(args: argparse.Namespace) -> int:
 
-    from .image_utils import DEFAULT_MAX_PIXELS, append_jsonl, guard_not_input, load_image, save_image
-    from .prompts import BLIND_PROMPT
-    from .seeding import make_generator
+    from spire_ir.prompts import BLIND_PROMPT
+    from spire_ir.utils.images import (
+        DEFAULT_MAX_PIXELS,
+        append_jsonl,
+        guard_not_input,
+        load_image,
+        save_image,
+    )
+    from spire_ir.utils.seeding import make_generator
 
     source = Path(args.input)
     files = _inputs(source)
@@ -448,7 +454,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_walk(args: argparse.Namespace) -> int:
-    from .image_utils import (
+    from spire_ir.prompts import BLIND_PROMPT
+    from spire_ir.utils.images import (
         DEFAULT_MAX_PIXELS,
         ImageLoadError,
         guard_not_input,
@@ -458,8 +465,7 @@ def cmd_walk(args: argparse.Namespace) -> int:
         save_pil,
         tensor_to_pil,
     )
-    from .prompts import BLIND_PROMPT
-    from .seeding import make_generator
+    from spire_ir.utils.seeding import make_generator
 
     source = Path(args.input)
     output = Path(args.output)
@@ -515,12 +521,13 @@ def cmd_walk(args: argparse.Namespace) -> int:
 
 
 def cmd_new_model(args: argparse.Namespace) -> int:
-    from .testing import tiny_pipeline
+    from spire_ir.models.tiny import tiny_components
+    from spire_ir.pipeline import SpirePipeline
 
     output = Path(args.output)
     if output.exists() and any(output.iterdir()) and not args.force:
         raise CommandError(f"{output} exists and is not empty; choose another folder or pass --force")
-    pipe = tiny_pipeline(seed=args.seed, fusion=args.fusion)
+    pipe = SpirePipeline(**tiny_components(seed=args.seed, fusion=args.fusion))
     pipe.save_pretrained(str(output))
     counts = ", ".join(f"{k} {v:,}" for k, v in pipe.num_parameters.items())
     print(f"wrote a randomly initialised {args.preset} SPIRE pipeline to {output} ({counts} parameters)")
@@ -548,17 +555,17 @@ def _check_run_folder(folder: Path, resume: str | None, overwrite: bool) -> None
 
 def _train_command(kind: str):
     def run(args: argparse.Namespace) -> int:
-        from .config import ConfigError, load_config
+        from spire_ir.utils.config import ConfigError, load_config
 
         if kind == "train":
-            from .training.spire import TrainConfig as config_class
-            from .training.spire import train as entry
+            from spire_ir.training.spire import TrainConfig as config_class
+            from spire_ir.training.spire import train as entry
         elif kind == "train-vae":
-            from .training.vae import VaeTrainConfig as config_class
-            from .training.vae import train_vae as entry
+            from spire_ir.training.vae import VaeTrainConfig as config_class
+            from spire_ir.training.vae import train_vae as entry
         else:
-            from .training.base import BaseTrainConfig as config_class
-            from .training.base import train_base as entry
+            from spire_ir.training.base import BaseTrainConfig as config_class
+            from spire_ir.training.base import train_base as entry
         overrides = list(args.set or [])
         if args.output_dir:
             overrides.append(f"output_dir={args.output_dir}")
@@ -586,7 +593,7 @@ def _train_command(kind: str):
 
 def cmd_web(args: argparse.Namespace) -> int:
     try:
-        from . import web
+        from spire_ir import web
     except ImportError as error:  # pragma: no cover - depends on the install
         raise CommandError(f"spire web needs the web extra: pip install 'spire-ir[web]' ({error})") from error
     import os
@@ -608,8 +615,8 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
 
-    from .image_utils import ImageLoadError, load_image
-    from .metrics import MetricUnavailable, create_metric
+    from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
+    from spire_ir.utils.images import ImageLoadError, load_image
 
     images, references = _inputs(Path(args.image)), _inputs(Path(args.reference))
     if Path(args.reference).is_dir():
@@ -653,7 +660,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         means = {m.name: sum(r[m.name] for r in rows) / len(rows) for m in metrics}
         print("mean\t" + "\t".join(f"{k} {v:.4f}" for k, v in means.items()))
     if args.json:
-        from .image_utils import save_json
+        from spire_ir.utils.images import save_json
 
         save_json({"conventions": [m.describe() for m in metrics], "items": rows}, args.json)
     return 1 if failures else 0
@@ -665,7 +672,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     try:
         if args.bench_command == "build":
-            from .evaluation.bench import build_bench
+            from spire_ir.evaluation.bench import build_bench
 
             manifest = build_bench(
                 args.images,
@@ -679,7 +686,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             )
             print(f"{len(manifest['items'])} items ({args.setting}) -> {args.output}")
         elif args.bench_command == "run":
-            from .evaluation.bench import run_bench
+            from spire_ir.evaluation.bench import run_bench
 
             summary = run_bench(
                 args.bench, args.method, args.output, model=args.model, prompts_mode=args.prompts,
@@ -697,7 +704,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 for line in [*summary["unavailable"].values(), *summary["warnings"]]:
                     print(f"spire: {line}", file=sys.stderr)
         else:
-            from .evaluation.report import write_report
+            from spire_ir.evaluation.report import write_report
 
             result = write_report(args.runs, args.output)
             print(result["markdown"])

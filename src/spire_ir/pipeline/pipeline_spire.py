@@ -33,20 +33,20 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from .builtin import BUILTIN_MODELS, builtin_model_dir, installed_builtin_model  # noqa: F401 (re-exported)
-from .color import color_fix as apply_color_fix
-from .image_utils import pil_to_tensor, tensor_to_pil
-from .models.adaptor import SpireAdaptor, modulate_unet
-from .models.autoencoder import (  # SpireAutoencoderKL imported so that folders naming it load
+from spire_ir.models.adaptor import SpireAdaptor, modulate_unet
+from spire_ir.models.autoencoder import (  # SpireAutoencoderKL imported so that folders naming it load
     SpireAutoencoderKL,
     from_model_latents,
     to_model_latents,
     vae_scale_factor,
 )
-from .models.numeric import restoration_numbers
-from .models.pixel_space import SpaceToDepthAutoencoder
-from .schedulers import ResShiftScheduler  # noqa: F401 - folders naming it load
-from .text import encode_text, load_reference
+from spire_ir.models.builtin import BUILTIN_MODELS, installed_builtin_model
+from spire_ir.models.numeric import restoration_numbers
+from spire_ir.models.pixel_space import SpaceToDepthAutoencoder
+from spire_ir.models.text import encode_text, load_reference
+from spire_ir.pipeline.color import color_fix as apply_color_fix
+from spire_ir.schedulers import ResShiftScheduler  # noqa: F401 - folders naming it load
+from spire_ir.utils.images import pil_to_tensor, tensor_to_pil
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class SpirePipeline(DiffusionPipeline):
             prediction_type: override the scheduler's ("epsilon" or "v_prediction"; SD 2.x 768 uses v).
             torch_dtype: dtype to load the weights in.
         """
-        from .base_models import load_base_components
+        from spire_ir.models.loading import load_base_components
 
         parts = load_base_components(
             Path(base_path), prediction_type=prediction_type, torch_dtype=torch_dtype

@@ -24,11 +24,11 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from . import prompts
-from .degradations import DegradationMixer
-from .degradations.parameterized import ParameterizedConfig, ParameterizedDegradation
-from .image_utils import IMAGE_EXTENSIONS, ImageLoadError, load_image
-from .seeding import coin, derive_seed, make_generator, randint, uniform
+from spire_ir import prompts
+from spire_ir.degradations import DegradationMixer
+from spire_ir.degradations.parameterized import ParameterizedConfig, ParameterizedDegradation
+from spire_ir.utils.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from spire_ir.utils.seeding import coin, derive_seed, make_generator, randint, uniform
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class SpireDataset(torch.utils.data.Dataset):
 
     def _load(self, index: int) -> tuple[torch.Tensor, list[str]] | None:
         if self.items is None:
-            from .scenes import render_scene
+            from spire_ir.data.scenes import render_scene
 
             image, caption = render_scene(self.config.seed, index, self.config.resolution)
             return image, [caption]
@@ -327,7 +327,7 @@ def _webdataset_stream(config: DataConfig, batch_size: int, start: int, epoch_se
             if data is None:
                 raise ValueError("no image member")
             with Image.open(io.BytesIO(data)) as pil:
-                from .image_utils import pil_to_tensor
+                from spire_ir.utils.images import pil_to_tensor
 
                 image = pil_to_tensor(pil.convert("RGB"))
         except Exception as error:

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from .seeding import choice, coin, derive_seed, make_generator, uniform
+from spire_ir.utils.seeding import choice, coin, derive_seed, make_generator, uniform
 
 __all__ = ["COLORS", "SHAPES", "render_scene"]
 

@@ -517,7 +517,7 @@ def _fid_weights_path(weights: str | None) -> str:
 def _load_inception(path: str):
     from safetensors.torch import load_file
 
-    from .evaluation.inception import FIDInceptionV3
+    from spire_ir.evaluation.inception import FIDInceptionV3
 
     net = FIDInceptionV3()
     state = {k: v for k, v in load_file(path).items() if not k.startswith(("fc.", "AuxLogits."))}
@@ -669,7 +669,7 @@ def create_metric(
     if name in SET_METRICS:
         raise ValueError(
             f"{name} is a set-level metric (one number over a set of images), not a per-image one: use "
-            f"`spire bench run --metrics {name}`, or spire_ir.metrics.frechet_distance on the features"
+            f"`spire bench run --metrics {name}`, or spire_ir.evaluation.metrics.frechet_distance on the features"
         )
     if name not in _REGISTRY:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(list_metrics())}")

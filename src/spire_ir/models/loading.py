@@ -37,7 +37,7 @@ def _scheduler(config: dict, prediction_type: str | None):
     from diffusers import DDIMScheduler
 
     if config.get("_class_name") == "ResShiftScheduler":  # a pixel-space bridge base (spire train-base, denoise)
-        from .schedulers import ResShiftScheduler
+        from spire_ir.schedulers import ResShiftScheduler
 
         if prediction_type is not None:
             raise ValueError("prediction_type applies to DDIM bases; a ResShift base predicts x̂₀")
@@ -55,7 +55,7 @@ def _from_folder(base: Path, prediction_type: str | None, torch_dtype: torch.dty
     from diffusers import UNet2DConditionModel
     from transformers import AutoModel, AutoTokenizer
 
-    from .models.autoencoder import load_vae
+    from spire_ir.models.autoencoder import load_vae
 
     missing = [f"{name}/ ({what})" for name, what in BASE_COMPONENTS.items() if not (base / name).is_dir()]
     if missing:
@@ -65,7 +65,7 @@ def _from_folder(base: Path, prediction_type: str | None, torch_dtype: torch.dty
         kwargs["torch_dtype"] = torch_dtype
     from diffusers import DDIMScheduler
 
-    from .text import load_reference
+    from spire_ir.models.text import load_reference
 
     # a shipped model folder names an installed package's encoder (spire_reference.json) instead of a copy
     text_encoder = load_reference(base / "text_encoder", "text_encoder")
@@ -110,7 +110,7 @@ def _from_single_file(
 ) -> dict[str, Any]:
     from diffusers import StableDiffusionPipeline
 
-    from .text import clip_tokenizer_from_bpe
+    from spire_ir.models.text import clip_tokenizer_from_bpe
 
     kind = _detect_single_file_kind(path)
     if kind == "sd21" and prediction_type is None:
