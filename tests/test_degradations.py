@@ -14,8 +14,8 @@ from spire_ir.degradations import (
     degrade,
     degrade_batch,
 )
-from spire_ir.ops import image as image_ops
 from spire_ir.degradations.kernels import KERNEL_TYPES, mixed_kernel, sinc_kernel
+from spire_ir.ops import image as image_ops
 from spire_ir.utils.seeding import derive_seed, make_generator
 
 # ----------------------------------------------------------------------------------------- determinism

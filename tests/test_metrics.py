@@ -104,8 +104,8 @@ def test_niqe_matches_the_basicsr_reference():
 
 @pytest.mark.parametrize("name", ["niqe", "brisque"])
 def test_no_reference_metrics_are_monotonic_on_clean_blurred_noisier(name):
-    from spire_ir.ops import image as image_ops
     from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
+    from spire_ir.ops import image as image_ops
     from spire_ir.utils.seeding import make_generator
 
     try:

@@ -22,6 +22,8 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
+from spire_ir.ops.registry import OP_KINDS, OP_SPECS, OpSpec
+
 __all__ = [
     "BLIND_PROMPT",
     "OP_KINDS",
@@ -48,52 +50,9 @@ class PromptWarning(UserWarning):
     """A restoration prompt has words the grammar does not know, or a value outside the training range."""
 
 
-@dataclass(frozen=True)
-class OpSpec:
-    """How one operation is written and what values it takes.
-
-    Attributes:
-        verb: the canonical leading word ("Deblur").
-        phrase: the words between verb and value in canonical text ("with sigma").
-        param: the name of the parameter in degradation records ("sigma").
-        decimals: digits after the point in canonical text (0 means an integer).
-        valid: the closed range of values the grammar accepts.
-        train: the range the parameterised degradation draws from in training (paper Table 2).
-        unit_hint: a few words on the unit, used in error messages.
-    """
-
-    verb: str
-    phrase: str
-    param: str
-    decimals: int
-    valid: tuple[float, float]
-    train: tuple[float, float]
-    unit_hint: str
-
-
-OP_SPECS: dict[str, OpSpec] = {
-    "deblur": OpSpec("Deblur", "with sigma", "sigma", 1, (0.1, 20.0), (0.2, 3.0), "blur sigma is in pixels"),
-    "upsample": OpSpec("Upsample", "to", "factor", 1, (1.0, 16.0), (1.0, 7.0), "the factor is a size ratio"),
-    "denoise": OpSpec(
-        "Denoise", "with sigma", "sigma", 2, (0.0, 1.0), (0.0, 0.12), "noise sigma is in [0,1] units"
-    ),
-    "dejpeg": OpSpec(
-        "Dejpeg", "with quality", "quality", 0, (1.0, 100.0), (30.0, 92.0), "JPEG quality is an integer 1-100"
-    ),
-}
-OP_KINDS: tuple[str, ...] = tuple(OP_SPECS)
-
-# Words that name an operation (after lower-casing and removing punctuation).
+# Words that name an operation (after lower-casing and removing punctuation): each op's verb and aliases.
 _VERBS: dict[str, str] = {
-    "deblur": "deblur",
-    "unblur": "deblur",
-    "sharpen": "deblur",
-    "upsample": "upsample",
-    "upscale": "upsample",
-    "superresolve": "upsample",
-    "denoise": "denoise",
-    "dejpeg": "dejpeg",
-    "deblock": "dejpeg",
+    word: kind for kind, spec in OP_SPECS.items() for word in (spec.verb.lower(), *spec.aliases)
 }
 # Words allowed between the verb and the number; they carry no meaning for the parse.
 _FILLER = {
@@ -197,11 +156,8 @@ def _range_message(kind: str, value: float, fragment: str | None = None) -> str:
         f"{where}{kind} {spec.param} {value:g} is outside the valid range [{low:g}, {high:g}] "
         f"({spec.unit_hint}; {spec.train[0]:g}-{spec.train[1]:g} were seen in training)"
     )
-    if kind == "denoise" and value > 1:
-        message += f"; did you mean {value / 100:.2f} ({value:g}/100) or {value / 255:.3f} ({value:g}/255)?"
-    elif kind == "dejpeg" and 0 < value <= 1:
-        message += f"; did you mean {round(value * 100)}?"
-    return message
+    hint = spec.suggest(value)
+    return f"{message}; {hint}" if hint else message
 
 
 def _normalise(fragment: str) -> str:
@@ -285,10 +241,10 @@ def parse(text: str, strict: bool = False) -> RestorationPrompt:
         else:
             unknown.append(fragment.strip())
     if unknown:
+        known = ", ".join(f"'{spec.verb} {spec.phrase} {spec.placeholder}'" for spec in OP_SPECS.values())
         message = (
             f"restoration prompt {text!r}: not understood: {', '.join(repr(u) for u in unknown)}. Known ops: "
-            "'Deblur with sigma S', 'Upsample to F', 'Denoise with sigma S', 'Dejpeg with quality Q', "
-            f"'{BLIND_PROMPT}'"
+            f"{known}, '{BLIND_PROMPT}'"
         )
         if strict:
             raise PromptError(message)

@@ -32,12 +32,10 @@ from spire_ir.utils.seeding import make_generator
 
 __all__ = ["SLIDERS", "build_app", "check_upload", "controls_to_prompt", "launch", "prompt_to_controls"]
 
-# (minimum, maximum, step, default) of each builder slider: the training range with some headroom
+# (minimum, maximum, step, default) of each builder slider, from the op table (``OpSpec.slider``)
 SLIDERS: dict[str, tuple[float, float, float, float]] = {
-    "deblur": (0.2, 5.0, 0.1, 1.5),
-    "upsample": (1.0, 8.0, 0.1, 2.0),
-    "denoise": (0.0, 0.3, 0.01, 0.05),
-    "dejpeg": (10, 100, 1, 50),
+    kind: (spec.slider.minimum, spec.slider.maximum, spec.slider.step, spec.slider.default)
+    for kind, spec in prompts.OP_SPECS.items()
 }
 DEFAULT_MAX_PIXELS = 2048 * 2048
 DEFAULT_MAX_FILE_MB = 25  # an upload's byte limit: a 2048² PNG of a photo is 8-12 MB
@@ -274,8 +272,6 @@ def build_app(
         float(config.get("default_guidance", 4.0)),
     )
     kinds = prompts.OP_KINDS
-    labels = {"deblur": "Deblur (blur σ, px)", "upsample": "Upsample (factor)", "denoise": "Denoise (noise σ, 0-1 scale)",
-              "dejpeg": "Dejpeg (JPEG quality)"}  # fmt: skip
 
     with gr.Blocks(title="SPIRE restoration studio", analytics_enabled=analytics) as app:
         gr.Markdown(
@@ -303,7 +299,7 @@ def build_app(
                             with gr.Row():
                                 controls.append(
                                     gr.Checkbox(
-                                        label=labels[kind], value=False, elem_id=f"builder-{kind}-on", scale=1
+                                        label=prompts.OP_SPECS[kind].slider.label, value=False, elem_id=f"builder-{kind}-on", scale=1
                                     )
                                 )
                                 controls.append(gr.Slider(low, high, value=default, step=step, label=f"{kind} value",

@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from spire_ir import prompts
-from spire_ir.degradations import DegradationMixer
-from spire_ir.degradations.parameterized import ParameterizedConfig, ParameterizedDegradation
+from spire_ir.degradations import DegradationConfig
 from spire_ir.utils.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from spire_ir.utils.seeding import coin, derive_seed, make_generator, randint, uniform
 
@@ -60,12 +59,12 @@ class DataConfig:
     captions: str | None = None  # COCO captions JSON (source: coco)
     resolution: int = 512
     crop_scale: tuple[float, float] = (0.5, 1.0)  # random square crop side, as a fraction of the short side
-    p_parameterized: float = 0.5  # parameterised vs Real-ESRGAN degradation (paper: 50/50)
     caption_dropout: float = 0.1  # semantic prompt -> "" (paper: 10%)
     restoration_prompt: Literal["with_params", "without_params", "none"] = "with_params"
     semantic_prompt: bool = True  # False: always "" (the "w/o semantic prompt" ablation)
     degrade: bool = True  # False for VAE / base-model training (no y, no c_r)
-    parameterized: ParameterizedConfig = field(default_factory=ParameterizedConfig)  # Table 2 ranges by default
+    # the synthesiser: p_parameterized, parameterized.* (Table 2 ranges) and realesrgan.* (x4plus values)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
     # random flips and 90° rotations of x before degrading (8 orientations; photos have no preferred one at 128²)
     flip_rotate: bool = False
     # round y to 8 bits, as `spire bench build` and every saved input are: the model then never sees finer
@@ -171,9 +170,7 @@ class SampleMaker:
 
     def __init__(self, config: DataConfig) -> None:
         self.config = config
-        self.degradation = DegradationMixer(
-            ParameterizedDegradation(config.parameterized), p_parameterized=config.p_parameterized
-        )
+        self.degradation = config.degradation.build()
 
     def __call__(
         self, image: torch.Tensor, captions: list[str], generator: torch.Generator

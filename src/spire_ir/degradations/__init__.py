@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -30,6 +30,7 @@ from spire_ir.utils.seeding import coin, derive_seed, make_generator
 
 __all__ = [
     "BatchResult",
+    "DegradationConfig",
     "DegradationMixer",
     "ParameterizedConfig",
     "ParameterizedDegradation",
@@ -67,6 +68,24 @@ class DegradationMixer:
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, str, dict]:
         branch = self.parameterized if coin(generator, self.p_parameterized) else self.realesrgan
         return branch(image, generator)
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """The training degradation (YAML ``data.degradation``): the paper's 50/50 mix of its parameterised pipeline
+    (``parameterized``: Table 2 ranges, single-op oversampling) and Real-ESRGAN's (``realesrgan``: x4plus values)."""
+
+    p_parameterized: float = 0.5  # parameterised vs Real-ESRGAN (paper §4.1: 50/50)
+    parameterized: ParameterizedConfig = field(default_factory=ParameterizedConfig)
+    realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
+
+    def build(self) -> DegradationMixer:
+        """The mixer these settings describe."""
+        return DegradationMixer(
+            ParameterizedDegradation(self.parameterized),
+            RealESRGANDegradation(self.realesrgan),
+            p_parameterized=self.p_parameterized,
+        )
 
 
 def get_degradation(name: str) -> Degradation:

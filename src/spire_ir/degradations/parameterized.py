@@ -23,13 +23,13 @@ an identity pair with an empty prompt never reaches training; each stage then fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
 from spire_ir import prompts
-from spire_ir.ops import image as image_ops
+from spire_ir.ops.registry import OP_KINDS, OP_SPECS
 from spire_ir.prompts import RestorationOp
 from spire_ir.utils.seeding import coin, randint, uniform
 
@@ -42,10 +42,9 @@ class ParameterizedConfig:
 
     stage_prob: float = 0.5  # each stage fires independently with this probability
     param_prob: float = 0.5  # a fired stage is described with its parameter with this probability
-    blur_sigma: tuple[float, float] = (0.2, 3.0)
-    down_factor: tuple[float, float] = (1.0, 7.0)
-    noise_sigma: tuple[float, float] = (0.0, 0.12)
-    jpeg_quality: tuple[int, int] = (30, 92)
+    # Each op's training range, by op name ({"deblur": [0.2, 3.0]}); an op left out draws from its table range
+    # (``OP_SPECS[kind].train``, the paper's Table 2).
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     empty: Literal["resample", "keep"] = "resample"
     # With this probability exactly one stage fires, named with its value ("Denoise with sigma 0.07"): more
     # capacity for the single-op tasks users ask for most (spire-tiny's recipe). 0 keeps Table 2's draw.
@@ -63,6 +62,16 @@ class ParameterizedConfig:
         for name in ("single_op_prob", "noise_high_prob", "param_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for kind, (low, high) in self.ranges.items():
+            if kind not in OP_SPECS:
+                raise ValueError(f"ranges: unknown op {kind!r}; the ops are {', '.join(OP_KINDS)}")
+            valid = OP_SPECS[kind].valid
+            if not valid[0] <= low <= high <= valid[1]:
+                raise ValueError(f"ranges.{kind}: [{low:g}, {high:g}] must be ordered and inside [{valid[0]:g}, {valid[1]:g}]")
+
+    def range_of(self, kind: str) -> tuple[float, float]:
+        """The range ``kind`` is drawn from: ``ranges[kind]``, or the table's training range."""
+        return tuple(self.ranges.get(kind, OP_SPECS[kind].train))
 
 
 @dataclass(frozen=True)
@@ -87,13 +96,7 @@ def apply_op(image: torch.Tensor, op: RestorationOp, generator: torch.Generator)
     """
     if op.value is None:
         raise ValueError(f"op {op.kind!r} has no value to apply; sample one first")
-    if op.kind == "deblur":
-        return image_ops.gaussian_blur(image, op.value)
-    if op.kind == "upsample":
-        return image_ops.resize_down_up(image, op.value)
-    if op.kind == "denoise":
-        return image_ops.add_gaussian_noise(image, op.value, generator) if op.value > 0 else image
-    return image_ops.jpeg(image, int(op.value))
+    return op.spec.apply(image, op.value, generator)
 
 
 def apply_ops(
@@ -122,34 +125,32 @@ class ParameterizedDegradation:
         self.config = config or ParameterizedConfig()
 
     def _draw_value(self, kind: str, generator: torch.Generator) -> float:
-        c = self.config
-        if kind == "deblur":
-            return uniform(generator, *c.blur_sigma)
-        if kind == "upsample":
-            return uniform(generator, *c.down_factor)
-        if kind == "denoise":
-            high = c.noise_high_prob > 0 and coin(generator, c.noise_high_prob)
-            return uniform(generator, *(c.noise_sigma_high if high else c.noise_sigma))
-        return float(randint(generator, *c.jpeg_quality))
+        config = self.config
+        low, high = config.range_of(kind)
+        if kind == "denoise" and config.noise_high_prob > 0 and coin(generator, config.noise_high_prob):
+            low, high = config.noise_sigma_high
+        if OP_SPECS[kind].decimals == 0:
+            return float(randint(generator, int(low), int(high)))
+        return uniform(generator, low, high)
 
     def sample_value(self, kind: str, generator: torch.Generator) -> RestorationOp:
         """A value for ``kind`` drawn from its training range, rounded to prompt precision.
 
-        A value that rounds to a no-op (noise σ 0.00, factor 1.0) is drawn again, so a stage named in the prompt
-        always changes the image.
+        A value that rounds to the op's no-op (noise σ 0.00, factor 1.0) is drawn again, so a stage named in the
+        prompt always changes the image.
         """
         while True:
             op = RestorationOp(kind, self._draw_value(kind, generator))
-            if not ((kind == "denoise" and op.value == 0.0) or (kind == "upsample" and op.value == 1.0)):
+            if op.value != op.spec.noop:
                 return op
 
     def sample_params(self, generator: torch.Generator) -> list[StageDraw]:
         """Draw which stages fire and their parameters (the empty draw is handled by ``config.empty``)."""
         if self.config.single_op_prob > 0 and coin(generator, self.config.single_op_prob):
-            kind = prompts.OP_KINDS[randint(generator, 0, len(prompts.OP_KINDS) - 1)]
+            kind = OP_KINDS[randint(generator, 0, len(OP_KINDS) - 1)]
             return [StageDraw(op=self.sample_value(kind, generator), with_param=True)]
         while True:
-            fired = [kind for kind in prompts.OP_KINDS if coin(generator, self.config.stage_prob)]
+            fired = [kind for kind in OP_KINDS if coin(generator, self.config.stage_prob)]
             if fired or self.config.empty == "keep":
                 break
         draws = []

@@ -22,13 +22,6 @@ from spire_ir import prompts
 
 __all__ = ["NUMERIC_DIM", "NumericEmbedding", "restoration_numbers"]
 
-# value -> about [0, 1]: blur σ up to 4 px and noise σ up to 0.3 cover the Fig. 7 walks beyond Table 2's ranges
-_NORMALISE = {
-    "deblur": lambda v: v / 4.0,
-    "upsample": lambda v: (v - 1.0) / 7.0,
-    "denoise": lambda v: v / 0.3,
-    "dejpeg": lambda v: (100.0 - v) / 100.0,
-}
 _FREQUENCIES = 4  # sin/cos of π·2^j·v, j < 4
 _PER_OP = 3 + 2 * _FREQUENCIES
 NUMERIC_DIM = len(prompts.OP_KINDS) * _PER_OP + 1
@@ -45,7 +38,7 @@ def _code(text: str) -> list[float]:
     by_kind = {op.kind: op for op in parsed.ops}
     for kind in prompts.OP_KINDS:
         op = by_kind.get(kind)
-        value = 0.0 if op is None or op.value is None else _NORMALISE[kind](float(op.value))
+        value = 0.0 if op is None or op.value is None else prompts.OP_SPECS[kind].numeric(float(op.value))
         has_value = float(op is not None and op.value is not None)
         code += [float(op is not None), has_value, value]
         for j in range(_FREQUENCIES):

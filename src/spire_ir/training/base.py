@@ -149,8 +149,8 @@ class BaseTask:
         from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
         from spire_ir.models.autoencoder import vae_latent_channels, vae_scale_factor
-        from spire_ir.schedulers import ResShiftScheduler
         from spire_ir.models.tiny import SD_SCHEDULER
+        from spire_ir.schedulers import ResShiftScheduler
 
         self.config = config
         m = config.model

@@ -65,7 +65,8 @@ def _check(value: Any, annotation: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        key_type, value_type = get_args(annotation) or (Any, Any)
+        return {_check(k, key_type, where): _check(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if annotation is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
@@ -101,13 +102,33 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
             f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; valid keys here: {', '.join(names)}"
         )
     kwargs = {}
-    for name in names:
-        if name in data:
-            kwargs[name] = _check(data[name], hints[name], f"{where}.{name}" if where else name)
+    for item in dataclasses.fields(cls):
+        if item.name in data:
+            value = data[item.name]
+            default = _default(item)
+            if dataclasses.is_dataclass(hints[item.name]) and isinstance(value, dict) and default is not None:
+                value = _merge(config_to_dict(default), value)  # a partial section keeps the field's own defaults
+            kwargs[item.name] = _check(value, hints[item.name], f"{where}.{item.name}" if where else item.name)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where or cls.__name__}: {error}") from error
+
+
+def _default(item: dataclasses.Field) -> Any:
+    if item.default is not dataclasses.MISSING:
+        return item.default
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return None
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """``update`` over ``base``, section by section."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
 
 
 def config_to_dict(config: Any) -> dict:
