@@ -229,7 +229,7 @@ def test_lpips_plumbing_with_a_random_backbone(tmp_path, monkeypatch):
     from spire_ir.evaluation.metrics import MetricUnavailable, _AlexFeatures, create_metric
 
     monkeypatch.delenv("SPIRE_LPIPS_BACKBONE", raising=False)
-    with pytest.raises(MetricUnavailable, match=r"scripts/convert_weights\.py alexnet"):
+    with pytest.raises(MetricUnavailable, match=r"spire convert-weights alexnet"):
         create_metric("lpips")
     torch.manual_seed(0)
     save_file(_AlexFeatures().state_dict(), str(tmp_path / "alex.safetensors"))
@@ -237,3 +237,30 @@ def test_lpips_plumbing_with_a_random_backbone(tmp_path, monkeypatch):
     x, cases = _cases()
     assert metric.lower_better and metric(x, x).item() == pytest.approx(0.0, abs=1e-7)
     assert metric(cases["noise"], x).item() > 0
+
+
+def test_convert_weights_keeps_the_tensors_the_metric_needs_and_never_overwrites(tmp_path, capsys):
+    """`spire convert-weights alexnet` keeps features.* of a torchvision-layout state dict, bit for bit."""
+    from safetensors.torch import load_file
+
+    from spire_ir.cli import main
+
+    generator = torch.Generator().manual_seed(0)
+    state = {
+        "features.0.weight": torch.randn(4, 3, 3, 3, generator=generator),
+        "features.0.bias": torch.randn(4, generator=generator),
+        "classifier.1.weight": torch.randn(2, 4, generator=generator),
+    }
+    source, target = tmp_path / "alexnet.pth", tmp_path / "alexnet.safetensors"
+    torch.save(state, source)
+    assert main(["convert-weights", "alexnet", str(source), str(target)]) == 0
+    converted = load_file(str(target))
+    assert sorted(converted) == ["features.0.bias", "features.0.weight"]
+    assert all(torch.equal(converted[k], state[k]) for k in converted)
+    before = target.read_bytes()
+    assert main(["convert-weights", "alexnet", str(source), str(target)]) == 2
+    assert "exists" in capsys.readouterr().err and target.read_bytes() == before
+    (tmp_path / "code.pth").write_bytes(b"not a checkpoint")
+    assert main(["convert-weights", "pyiqa", str(tmp_path / "code.pth"), str(tmp_path / "x.safetensors")]) == 2
+    assert "not a plain PyTorch state dict" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()

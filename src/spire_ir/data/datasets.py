@@ -24,8 +24,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from spire_ir import prompts
 from spire_ir.degradations import DegradationConfig
+from spire_ir.prompts import restoration_prompt_variant
 from spire_ir.utils.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from spire_ir.utils.seeding import coin, derive_seed, make_generator, randint, uniform
 
@@ -137,20 +137,6 @@ def coco_items(images: str | Path, captions_json: str | Path) -> list[tuple[Path
 
 
 # ------------------------------------------------------------------------------------------------ samples
-
-
-def restoration_prompt_variant(c_r: str, variant: str) -> str:
-    """c_r as trained: "with_params" (as generated), "without_params" (types only) or "none" ("")."""
-    if variant == "with_params":
-        return c_r
-    if variant == "none":
-        return ""
-    parsed = prompts.parse(c_r)
-    return prompts.format(
-        prompts.RestorationPrompt(
-            ops=tuple(prompts.RestorationOp(op.kind) for op in parsed.ops), blind=parsed.blind
-        )
-    )
 
 
 def random_crop(image: torch.Tensor, resolution: int, scale: tuple[float, float], generator) -> torch.Tensor:

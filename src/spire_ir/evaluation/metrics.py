@@ -372,7 +372,7 @@ def _lpips_backbone_path(backbone: str | None) -> str:
     return _local_path(
         backbone, "SPIRE_LPIPS_BACKBONE", folder=False,
         message="lpips: needs torchvision's ImageNet AlexNet weights as safetensors (no package ships them): convert "
-        "alexnet-owt-7be5be79.pth with scripts/convert_weights.py alexnet and pass --lpips-backbone FILE or set "
+        "alexnet-owt-7be5be79.pth with spire convert-weights alexnet and pass --lpips-backbone FILE or set "
         "SPIRE_LPIPS_BACKBONE",
     )  # fmt: skip
 
@@ -460,7 +460,7 @@ def _iqa_weights_path(name: str, folder: str | None) -> str:
     return _local_path(
         os.path.join(folder, f"{name}.safetensors") if folder else None, "", folder=False,
         message=f"{name}: needs pyiqa's {name} KonIQ-10k checkpoint converted to safetensors as {name}.safetensors "
-        f"(scripts/convert_weights.py pyiqa CHECKPOINT DIR/{name}.safetensors): pass --iqa-weights DIR or set "
+        f"(spire convert-weights pyiqa CHECKPOINT DIR/{name}.safetensors): pass --iqa-weights DIR or set "
         "SPIRE_IQA_WEIGHTS=DIR; it also needs the optional extra: pip install torch==2.14.1 torchvision==0.29.1 "
         "'spire-ir[pyiqa]' (pyiqa's licence is non-commercial)",
     )  # fmt: skip
@@ -508,7 +508,7 @@ def _fid_weights_path(weights: str | None) -> str:
     return _local_path(
         weights, "SPIRE_FID_WEIGHTS", folder=False,
         message="fid: needs the FID Inception weights pt_inception-2015-12-05-6726825d.pth (pytorch-fid's release; "
-        "no package ships them) converted to safetensors with scripts/convert_weights.py inception: pass "
+        "no package ships them) converted to safetensors with spire convert-weights inception: pass "
         "--fid-weights FILE or set SPIRE_FID_WEIGHTS",
     )  # fmt: skip
 

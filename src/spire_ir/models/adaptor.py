@@ -152,7 +152,8 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         controlnet_config: the full ``ControlNetModel`` config (from ``ControlNetModel.from_unet``).
         skip_channels: channels of each skip feature and the mid block (see :func:`skip_channels`).
         fusion: "modulation" ((1+γ)·f + β) or "additive" (f + β, plain ControlNet).
-        restoration_prompt: how c_r was written in training: "with_params", "without_params" or "none".
+        restoration_prompt: how c_r was written in training: "with_params", "without_params" or "none"; the
+            pipeline rewrites c_r to it (``SpirePipeline.restoration_as_trained``).
         base_unet: the fingerprint of the UNet config this adaptor fits.
         condition_stem: E', "conv" (diffusers' embedding) or "unshuffle" (:class:`UnshuffleConditioningEmbedding`).
         vae_scale_factor: f, pixels per latent cell (used by the "unshuffle" stem).
@@ -223,7 +224,7 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
             unet: the frozen base UNet.
             fusion: "modulation" or "additive".
             vae_scale_factor: pixels per latent cell; E' downsamples y by this factor with stride-2 convs.
-            restoration_prompt: recorded in the config (the prompt variant used in training).
+            restoration_prompt: the c_r variant used in training, which the pipeline rewrites prompts to.
             conditioning_embedding_out_channels: E' widths; default (16, 32, 96, 256) cut to log2(factor)+1.
             condition_stem: "conv" (diffusers' E') or "unshuffle" (space-to-depth E'; see the module docstring).
             stem_channels: width of the "unshuffle" stem.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from spire_ir.models.numeric import restoration_numbers
 from spire_ir.models.pixel_space import SpaceToDepthAutoencoder
 from spire_ir.models.text import encode_text, load_reference
 from spire_ir.pipeline.color import color_fix as apply_color_fix
+from spire_ir.prompts import restoration_prompt_variant
 from spire_ir.schedulers import ResShiftScheduler  # noqa: F401 - folders naming it load
 from spire_ir.utils.images import pil_to_tensor, tensor_to_pil
 
@@ -268,6 +270,21 @@ class SpirePipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------------ pieces
 
+    def restoration_as_trained(self, texts: Sequence[str]) -> list[str]:
+        """c_r rewritten to the variant the adaptor was trained with (``adaptor.config.restoration_prompt``):
+        an adaptor trained on op types only reads "Deblur", not "Deblur with sigma 2.0". Warns when it rewrites."""
+        variant = getattr(self.adaptor.config, "restoration_prompt", "with_params")
+        rewritten = [restoration_prompt_variant(text, variant) for text in texts]
+        changed = sorted({f"{a!r} -> {b!r}" for a, b in zip(texts, rewritten, strict=True) if a != b})
+        if changed:
+            warnings.warn(
+                f"this adaptor was trained on restoration prompts written {variant!r}, so it reads "
+                f"{', '.join(changed)}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return rewritten
+
     def encode_prompt(self, texts: Sequence[str]) -> torch.Tensor:
         """(B, L, D) text embeddings for B prompts (identical prompts are encoded once)."""
         unique = list(dict.fromkeys(texts))
@@ -413,7 +430,7 @@ class SpirePipeline(DiffusionPipeline):
             color_fix = str(self.config.get("default_color_fix", "wavelet"))
         bridge = getattr(self.scheduler, "starts_from_condition", False)
         semantic = _as_list(prompt, batch, "prompt")
-        restoration = _as_list(restoration_prompt, batch, "restoration_prompt")
+        restoration = self.restoration_as_trained(_as_list(restoration_prompt, batch, "restoration_prompt"))
         negative = _as_list(negative_prompt, batch, "negative_prompt")
         repeat = num_images_per_prompt
         semantic, restoration, negative = (

@@ -198,7 +198,9 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
+def write_atomic(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temporary file and a rename, with the umask's file mode."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -246,14 +248,14 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, quality: int = 95) 
         quality: JPEG quality when the extension is .jpg/.jpeg.
     """
     path = Path(path)
-    _atomic_write(path, encode_image(image, path.suffix or ".png", quality=quality))
+    write_atomic(path, encode_image(image, path.suffix or ".png", quality=quality))
     return path
 
 
 def save_json(data: Any, path: str | os.PathLike) -> Path:
     """Write JSON atomically (UTF-8, indented, keys in insertion order)."""
     path = Path(path)
-    _atomic_write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return path
 
 
@@ -329,7 +331,7 @@ def save_pil(image: Image.Image, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
     image.save(buffer, format=fmt)
-    _atomic_write(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path
 
 
