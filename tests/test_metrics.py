@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import make_photo
-from spire_ir.evaluation.metrics import create_metric, list_metrics, psnr, ssim
+from spire_ir.evaluation.metrics import MetricSettings, create_metric, list_metrics, psnr, ssim
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "golden_metrics.json").read_text())
 
@@ -154,15 +154,15 @@ def test_clip_metrics_plumbing_with_random_weights(tiny_clip):
     from spire_ir.evaluation.metrics import create_metric
 
     x, cases = _cases()
-    clip_i = create_metric("clip_i", clip_model=tiny_clip)
+    clip_i = create_metric("clip_i", settings=MetricSettings(clip_model=tiny_clip))
     assert clip_i(x, x).item() == pytest.approx(1.0, abs=1e-5)  # identical images: cosine 1
     assert clip_i(cases["noise"], x).item() < 1.0
-    clip_t = create_metric("clip_t", clip_model=tiny_clip)
+    clip_t = create_metric("clip_t", settings=MetricSettings(clip_model=tiny_clip))
     scores = clip_t(torch.cat([x, cases["dark"]]), captions=["a cat", "a dog"])
     assert scores.shape == (2,) and torch.isfinite(scores).all() and (scores >= 0).all()
     with pytest.raises(ValueError, match="pass captions"):
         clip_t(x)
-    quality = create_metric("clipiqa", clip_model=tiny_clip)(torch.cat([x, cases["noise"]]))
+    quality = create_metric("clipiqa", settings=MetricSettings(clip_model=tiny_clip))(torch.cat([x, cases["noise"]]))
     assert quality.shape == (2,) and ((quality >= 0) & (quality <= 1)).all()
 
 
@@ -226,14 +226,14 @@ def test_lpips_plumbing_with_a_random_backbone(tmp_path, monkeypatch):
     """PLUMBING ONLY: a random AlexNet trunk with the real shipped LPIPS heads; the values mean nothing."""
     from safetensors.torch import save_file
 
-    from spire_ir.evaluation.metrics import MetricUnavailable, _AlexFeatures, create_metric
+    from spire_ir.evaluation.metrics import MetricSettings, MetricUnavailable, _AlexFeatures, create_metric
 
     monkeypatch.delenv("SPIRE_LPIPS_BACKBONE", raising=False)
     with pytest.raises(MetricUnavailable, match=r"spire convert-weights alexnet"):
         create_metric("lpips")
     torch.manual_seed(0)
     save_file(_AlexFeatures().state_dict(), str(tmp_path / "alex.safetensors"))
-    metric = create_metric("lpips", lpips_backbone=str(tmp_path / "alex.safetensors"))
+    metric = create_metric("lpips", settings=MetricSettings(lpips_backbone=str(tmp_path / "alex.safetensors")))
     x, cases = _cases()
     assert metric.lower_better and metric(x, x).item() == pytest.approx(0.0, abs=1e-7)
     assert metric(cases["noise"], x).item() > 0

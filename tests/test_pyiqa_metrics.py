@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
+from spire_ir.evaluation.metrics import MetricSettings, MetricUnavailable, create_metric
 
 
 def _pyiqa_reference(name):
@@ -31,7 +31,7 @@ def test_scores_match_pyiqa_with_the_same_weights_and_repeat(tmp_path, name):
         {k: v.contiguous() for k, v in reference.net.state_dict().items()},
         str(tmp_path / f"{name}.safetensors"),
     )
-    metric = create_metric(name, iqa_weights=str(tmp_path))
+    metric = create_metric(name, settings=MetricSettings(iqa_weights=str(tmp_path)))
     assert not metric.lower_better and not metric.full_reference
     images = torch.rand(2, 3, 224, 256, generator=torch.Generator().manual_seed(1))
     scores = metric(images)
@@ -47,7 +47,7 @@ def test_a_checkpoint_of_another_network_is_named(tmp_path):
     pytest.importorskip("pyiqa")
     save_file({"features.0.weight": torch.zeros(3)}, str(tmp_path / "musiq.safetensors"))
     with pytest.raises(ValueError, match="is not pyiqa's musiq network"):
-        create_metric("musiq", iqa_weights=str(tmp_path))
+        create_metric("musiq", settings=MetricSettings(iqa_weights=str(tmp_path)))
 
 
 def test_without_the_extra_the_metric_says_how_to_install_it(tmp_path):
@@ -59,4 +59,4 @@ def test_without_the_extra_the_metric_says_how_to_install_it(tmp_path):
         pass
     save_file({"w": torch.zeros(1)}, str(tmp_path / "maniqa.safetensors"))
     with pytest.raises(MetricUnavailable, match=r"maniqa: needs the optional extra pyiqa.*spire-ir\[pyiqa\]"):
-        create_metric("maniqa", iqa_weights=str(tmp_path))
+        create_metric("maniqa", settings=MetricSettings(iqa_weights=str(tmp_path)))

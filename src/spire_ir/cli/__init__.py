@@ -613,8 +613,17 @@ def cmd_web(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def cmd_metrics(args: argparse.Namespace) -> int:
+def _metric_settings(args: argparse.Namespace):
+    """The weights options of `spire metrics` and `spire bench run` as one ``MetricSettings``."""
+    from spire_ir.evaluation.metrics import MetricSettings
 
+    return MetricSettings(
+        clip_model=args.clip_model, lpips_backbone=args.lpips_backbone,
+        fid_weights=getattr(args, "fid_weights", None), iqa_weights=args.iqa_weights,
+    )  # fmt: skip
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
     from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
     from spire_ir.utils.images import ImageLoadError, load_image
 
@@ -628,14 +637,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise CommandError("IMAGE is a folder, so REFERENCE must be a folder with the same file names")
     try:
         metrics = [
-            create_metric(
-                name.strip(),
-                args.crop_border,
-                True if args.y_channel else None,
-                clip_model=args.clip_model,
-                lpips_backbone=args.lpips_backbone,
-                iqa_weights=args.iqa_weights,
-            )
+            create_metric(name.strip(), args.crop_border, True if args.y_channel else None, _metric_settings(args))
             for name in args.metrics.split(",")
         ]
     except (ValueError, ImportError, OSError, MetricUnavailable) as error:
@@ -686,13 +688,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             )
             print(f"{len(manifest['items'])} items ({args.setting}) -> {args.output}")
         elif args.bench_command == "run":
-            from spire_ir.evaluation.bench import run_bench
+            from spire_ir.evaluation.bench import MethodOptions, run_bench
 
+            options = MethodOptions(model=args.model, steps=args.steps, guidance=args.guidance, seed=args.seed)
             summary = run_bench(
-                args.bench, args.method, args.output, model=args.model, prompts_mode=args.prompts,
-                metrics=tuple(args.metrics.split(",")), steps=args.steps, guidance=args.guidance, seed=args.seed,
-                crop_border=args.crop_border, clip_model=args.clip_model, lpips_backbone=args.lpips_backbone,
-                fid_weights=args.fid_weights, iqa_weights=args.iqa_weights,
+                args.bench, args.method, args.output, options, prompts_mode=args.prompts,
+                metrics=tuple(args.metrics.split(",")), crop_border=args.crop_border, settings=_metric_settings(args),
             )  # fmt: skip
             if summary:
                 means = ", ".join(

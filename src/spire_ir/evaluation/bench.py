@@ -21,19 +21,21 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from spire_ir.evaluation.metrics import MetricSettings
 from spire_ir.prompts import BLIND_PROMPT
 from spire_ir.utils.images import ImageLoadError, load_image, save_image, save_json
 from spire_ir.utils.seeding import derive_seed, make_generator
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PROMPT_MODES", "build_bench", "load_manifest", "run_bench"]
+__all__ = ["METHODS", "PROMPT_MODES", "MethodOptions", "build_bench", "load_manifest", "run_bench"]
 
 PROMPT_MODES = {  # (use c_s, use c_r): the paper's "Prompts" columns
     "full": (True, True),
@@ -153,24 +155,68 @@ def load_manifest(bench: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _spire_method(
-    model: str | Path, steps: int | None, guidance: float | None, seed: int
-) -> tuple[Callable, dict[str, Any]]:
+Restorer = Callable[[torch.Tensor, str, str], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """What ``spire bench run`` passes to a method's builder (only ``spire`` reads the model settings)."""
+
+    model: str | Path | None = None  # a model folder, or the built-in "spire-tiny"
+    steps: int | None = None  # None: the model folder's default
+    guidance: float | None = None
+    seed: int = 0
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
     from spire_ir.pipeline import SpirePipeline
 
+    model = str(options.model or "spire-tiny")  # the built-in model by default
     pipe = SpirePipeline.from_pretrained(model)
-    if torch.cuda.is_available():
+    if options.device == "cuda":
         pipe.to("cuda", torch.float16)
     pipe.set_progress_bar_config(disable=True)
-    steps = steps if steps is not None else int(pipe.config.default_steps)
-    guidance = guidance if guidance is not None else float(pipe.config.default_guidance)
+    steps = options.steps if options.steps is not None else int(pipe.config.default_steps)
+    guidance = options.guidance if options.guidance is not None else float(pipe.config.default_guidance)
 
     def restore(y: torch.Tensor, c_s: str, c_r: str) -> torch.Tensor:
         return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
-                    generator=make_generator(seed), output_type="pt").images.float()  # fmt: skip
+                    generator=make_generator(options.seed), output_type="pt").images.float()  # fmt: skip
 
     strength = float(pipe.config.default_strength)
-    return restore, {"steps": steps, "guidance": guidance, "strength": strength, "seed": seed}
+    return restore, {"model": model, "steps": steps, "guidance": guidance, "strength": strength, "seed": options.seed}
+
+
+def _realesrgan_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
+    from spire_ir.evaluation.realesrgan import RealESRGANRestorer
+
+    return RealESRGANRestorer(device=options.device), {}
+
+
+def _ffdnet_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
+    from spire_ir.evaluation.ffdnet import FFDNetRestorer
+
+    return FFDNetRestorer(device=options.device), {}
+
+
+def _baseline(name: str) -> Callable[[MethodOptions], tuple[Restorer, dict[str, Any]]]:
+    def build(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
+        from spire_ir.evaluation.baselines import METHODS
+
+        return METHODS[name], {}
+
+    return build
+
+
+# name -> builder of (restore, settings recorded in the summary; "model" goes to the summary's top level).
+# A new method is one entry here.
+METHODS: dict[str, Callable[[MethodOptions], tuple[Restorer, dict[str, Any]]]] = {
+    "spire": _spire_method,
+    "realesrgan": _realesrgan_method,
+    "ffdnet": _ffdnet_method,
+    **{name: _baseline(name) for name in ("identity", "bicubic", "classical")},
+}
 
 
 def _versions() -> dict[str, str]:
@@ -185,7 +231,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _set_metrics(names, bench: Path, output: Path, manifest: dict, clip_model, fid_weights, unavailable):
+def _set_metrics(names, bench: Path, output: Path, manifest: dict, settings, unavailable):
     """Metrics over the whole (merged) set: ``fid``, ``fd_clip``. Returns (scores, warnings)."""
     from spire_ir.evaluation.metrics import (
         FID_MIN_IMAGES,
@@ -203,9 +249,9 @@ def _set_metrics(names, bench: Path, output: Path, manifest: dict, clip_model, f
         try:
             # unavailable weights are reported before any image is read
             if name == "fid":
-                features = functools.partial(inception_features, weights=_fid_weights_path(fid_weights))
+                features = functools.partial(inception_features, weights=_fid_weights_path(settings.fid_weights))
             else:
-                features = functools.partial(clip_image_features, clip_model=_clip_model_path(clip_model))
+                features = functools.partial(clip_image_features, clip_model=_clip_model_path(settings.clip_model))
             # one image at a time: outputs may differ in size; the features are per image
             restored = torch.cat(
                 [features(load_image(output / "images" / f"{i['id']}.png").tensor) for i in manifest["items"]]
@@ -224,75 +270,39 @@ def _set_metrics(names, bench: Path, output: Path, manifest: dict, clip_model, f
     return scores, warnings_
 
 
-def run_bench(
-    bench: str | Path,
-    method: str,
-    output: str | Path,
-    model: str | Path | None = None,
-    prompts_mode: str = "full",
-    metrics: tuple[str, ...] = ("psnr", "ssim", "niqe"),
-    steps: int | None = None,
-    guidance: float | None = None,
-    seed: int = 0,
-    crop_border: int = 0,
-    clip_model: str | None = None,
-    lpips_backbone: str | None = None,
-    fid_weights: str | None = None,
-    iqa_weights: str | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Restore every bench item with ``method``, score it, write per-item results and the summary (resumable).
+def _scorers(metrics: tuple[str, ...], crop_border: int, settings, unavailable: dict) -> tuple[list, list[str]]:
+    """The per-image metrics that can run here, and the names of the set-level ones."""
+    from spire_ir.evaluation.metrics import SET_METRICS, MetricUnavailable, create_metric
 
-    Returns:
-        The summary (on the main process).
-    """
-    from accelerate import PartialState
-    from tqdm.auto import tqdm
-
-    from spire_ir.evaluation.baselines import METHODS
-    from spire_ir.evaluation.metrics import MetricUnavailable, create_metric
-
-    if prompts_mode not in PROMPT_MODES:
-        raise ValueError(f"prompts mode must be one of {', '.join(PROMPT_MODES)}, got {prompts_mode!r}")
-    bench, output = Path(bench), Path(output)
-    manifest = load_manifest(bench)
-    if method == "spire":
-        if model is None:
-            model = "spire-tiny"  # the built-in model (a clear error when its weights are not installed)
-        restore, spire_settings = _spire_method(model, steps, guidance, seed)
-    elif method == "realesrgan":
-        from spire_ir.evaluation.realesrgan import RealESRGANRestorer
-
-        restore = RealESRGANRestorer(device="cuda" if torch.cuda.is_available() else "cpu")
-    elif method == "ffdnet":
-        from spire_ir.evaluation.ffdnet import FFDNetRestorer
-
-        restore = FFDNetRestorer(device="cuda" if torch.cuda.is_available() else "cpu")
-    elif method in METHODS:
-        restore = METHODS[method]
-    else:
-        raise ValueError(f"unknown method {method!r}; choose spire, realesrgan, ffdnet, {', '.join(METHODS)}")
-    from spire_ir.evaluation.metrics import SET_METRICS
-
-    scorers, unavailable = [], {}
-    set_metrics = [name for name in metrics if name in SET_METRICS]
+    scorers = []
     for name in metrics:
         if name in SET_METRICS:
             continue
         try:
-            scorers.append(create_metric(
-                name, crop_border=crop_border, clip_model=clip_model, lpips_backbone=lpips_backbone,
-                iqa_weights=iqa_weights,
-            ))  # fmt: skip
+            scorers.append(create_metric(name, crop_border=crop_border, settings=settings))
         except MetricUnavailable as error:
             unavailable[name] = str(error)
             logger.warning("%s", error)
+    return scorers, [name for name in metrics if name in SET_METRICS]
+
+
+def _score(metric, restored: torch.Tensor, x: torch.Tensor, caption: str, unavailable: dict) -> float | None:
+    try:
+        if metric.needs_caption and not caption:
+            raise ValueError(f"{metric.name}: the item has no caption")
+        reference = x if metric.full_reference else None
+        return float(metric(restored, reference, captions=[caption] if metric.needs_caption else None)[0])
+    except ValueError as error:  # e.g. NIQE on images under 96 px, CLIP-T without a caption
+        unavailable.setdefault(metric.name, str(error))
+        return None
+
+
+def _restore_and_score(restore: Restorer, bar, bench: Path, output: Path, prompts_mode: str, scorers: list,
+                       unavailable: dict) -> None:  # fmt: skip
+    """Phases 1 and 2, per item of ``bar`` (a tqdm over the items to do): restore, save the 8-bit output, score
+    it, write ``items/ID.json``."""
     use_semantic, use_restoration = PROMPT_MODES[prompts_mode]
-    state = PartialState()
-    mine = manifest["items"][state.process_index :: state.num_processes]
-    todo = [item for item in mine if not (output / "items" / f"{item['id']}.json").is_file()]
     sums: dict[str, list[float]] = {m.name: [] for m in scorers}
-    bar = tqdm(todo, desc=f"{method}", disable=not (progress and state.is_main_process), dynamic_ncols=True)
     for item in bar:
         y = load_image(bench / item["y"]).tensor
         x = load_image(bench / item["x"]).tensor
@@ -301,25 +311,17 @@ def run_bench(
         with torch.no_grad():
             restored = restore(y, c_s, c_r).clamp(0, 1).mul(255).round().div(255)  # scored as saved (8 bit)
         save_image(restored, output / "images" / f"{item['id']}.png")
-        scores: dict[str, float | None] = {}
-        for metric in scorers:
-            try:
-                if metric.needs_caption and not item["c_s"]:
-                    raise ValueError(f"{metric.name}: the item has no caption")
-                reference = x if metric.full_reference else None
-                captions = [item["c_s"]] if metric.needs_caption else None
-                scores[metric.name] = float(metric(restored, reference, captions=captions)[0])
-            except ValueError as error:  # e.g. NIQE on images under 96 px, CLIP-T without a caption
-                scores[metric.name] = None
-                unavailable.setdefault(metric.name, str(error))
-            if scores[metric.name] is not None:
-                sums[metric.name].append(scores[metric.name])
+        scores = {metric.name: _score(metric, restored, x, item["c_s"], unavailable) for metric in scorers}
+        for name, value in scores.items():
+            if value is not None:
+                sums[name].append(value)
         save_json({"id": item["id"], "c_s": item["c_s"], "c_r": item["c_r"], "used_c_s": c_s, "used_c_r": c_r,
                    **scores}, output / "items" / f"{item['id']}.json")  # fmt: skip
         bar.set_postfix({k: f"{sum(v) / len(v):.3f}" for k, v in sums.items() if v})
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        return {}
+
+
+def _write_tables(output: Path, manifest: dict, scorers: list) -> tuple[dict, dict]:
+    """Phase 3: metrics.csv / metrics.json over every item; returns the means and the counts per metric."""
     rows = [json.loads((output / "items" / f"{item['id']}.json").read_text()) for item in manifest["items"]]
     columns = ["id", "c_s", "c_r", *[m.name for m in scorers]]
     buffer = io.StringIO()
@@ -332,20 +334,66 @@ def run_bench(
     means, counts = {}, {}
     for metric in scorers:
         # identical images give PSNR = inf; means are over finite scores (the count is in "scored")
-        values = [
-            row[metric.name]
-            for row in rows
-            if row.get(metric.name) is not None and math.isfinite(row[metric.name])
-        ]
+        values = [row[metric.name] for row in rows if row.get(metric.name) is not None and math.isfinite(row[metric.name])]
         means[metric.name] = sum(values) / len(values) if values else None
         counts[metric.name] = len(values)
-    set_scores, warnings_ = _set_metrics(
-        set_metrics, bench, output, manifest, clip_model, fid_weights, unavailable
-    )
+    return means, counts
+
+
+def run_bench(
+    bench: str | Path,
+    method: str,
+    output: str | Path,
+    options: MethodOptions | None = None,
+    prompts_mode: str = "full",
+    metrics: tuple[str, ...] = ("psnr", "ssim", "niqe"),
+    crop_border: int = 0,
+    settings: MetricSettings | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Restore every bench item with ``method``, score it, write per-item results and the summary (resumable).
+
+    Each process of a multi-process launch restores its share of the items; the main process merges them.
+
+    Args:
+        bench: a ``spire bench build`` folder.
+        method: a name in ``METHODS`` (spire, realesrgan, ffdnet, identity, bicubic, classical).
+        output: the run folder; items already scored there are skipped.
+        options: the method's model, steps, guidance, seed and device.
+        prompts_mode: which prompts the method sees (``PROMPT_MODES``).
+        metrics: per-image and set-level metric names.
+        crop_border: pixels cropped off each side before PSNR/SSIM/NIQE.
+        settings: where weighted metrics find their weights.
+
+    Returns:
+        The summary (on the main process; {} elsewhere).
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    if prompts_mode not in PROMPT_MODES:
+        raise ValueError(f"prompts mode must be one of {', '.join(PROMPT_MODES)}, got {prompts_mode!r}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    bench, output = Path(bench), Path(output)
+    options, settings = options or MethodOptions(), settings or MetricSettings()
+    manifest = load_manifest(bench)
+    restore, method_settings = METHODS[method](options)
+    unavailable: dict[str, str] = {}
+    scorers, set_metrics = _scorers(metrics, crop_border, settings, unavailable)
+    state = PartialState()
+    mine = manifest["items"][state.process_index :: state.num_processes]
+    todo = [item for item in mine if not (output / "items" / f"{item['id']}.json").is_file()]
+    bar = tqdm(todo, desc=f"{method}", disable=not (progress and state.is_main_process), dynamic_ncols=True)
+    _restore_and_score(restore, bar, bench, output, prompts_mode, scorers, unavailable)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return {}
+    means, counts = _write_tables(output, manifest, scorers)
+    set_scores, warnings_ = _set_metrics(set_metrics, bench, output, manifest, settings, unavailable)
     summary = {
-        "bench": str(bench), "setting": manifest["setting"], "items": len(rows), "method": method,
-        "model": str(model) if model else None, "prompts": prompts_mode,
-        "settings": spire_settings if method == "spire" else {},
+        "bench": str(bench), "setting": manifest["setting"], "items": len(manifest["items"]), "method": method,
+        "model": method_settings.pop("model", None), "prompts": prompts_mode, "settings": method_settings,
         "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
         "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": _versions(),
     }  # fmt: skip

@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 from scipy.special import gamma as gamma_fn
 
-__all__ = ["Metric", "MetricUnavailable", "create_metric", "list_metrics", "niqe", "psnr", "rgb_to_y", "ssim"]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "MetricSettings",
+    "MetricSpec",
+    "MetricUnavailable",
+    "create_metric", "list_metrics", "niqe", "psnr", "rgb_to_y", "ssim"]
 
 
 class MetricUnavailable(RuntimeError):
@@ -635,61 +641,94 @@ def brisque(
     return torch.tensor(scores, dtype=torch.float64)
 
 
-_REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], bool, bool]] = {
-    "psnr": (psnr, False, True),
-    "ssim": (ssim, False, True),
-    "niqe": (niqe, True, False),
-    "brisque": (brisque, True, False),
-    "clip_i": (clip_i, False, True),
-    "clip_t": (clip_t, False, False),
-    "clipiqa": (clipiqa, False, False),
-    "lpips": (lpips, True, True),
-    "musiq": (_pyiqa_metric("musiq"), False, False),
-    "maniqa": (_pyiqa_metric("maniqa"), False, False),
+@dataclass(frozen=True)
+class MetricSettings:
+    """Where the metrics that need weights find them (each also reads its ``SPIRE_*`` environment variable): one
+    object from the command line to ``create_metric`` and ``run_bench``."""
+
+    clip_model: str | None = None  # a local CLIP folder: clip_i, clip_t, clipiqa, fd_clip
+    lpips_backbone: str | None = None  # torchvision AlexNet features.* as safetensors: lpips
+    fid_weights: str | None = None  # pytorch-fid's Inception as safetensors: fid
+    iqa_weights: str | None = None  # a folder of pyiqa checkpoints as safetensors: musiq, maniqa
+
+
+def _clip_conventions(name: str, settings: MetricSettings) -> dict:
+    return {"clip_model": _clip_model_path(settings.clip_model)}
+
+
+def _lpips_conventions(name: str, settings: MetricSettings) -> dict:
+    return {"backbone": _lpips_backbone_path(settings.lpips_backbone)}
+
+
+def _pyiqa_conventions(name: str, settings: MetricSettings) -> dict:
+    path = _iqa_weights_path(name, settings.iqa_weights)
+    _load_pyiqa(name, path)  # the extra's absence or a wrong checkpoint is reported now, not per image
+    return {"weights": path}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A per-image metric's registry entry.
+
+    Attributes:
+        function: ``(image, reference=None, **conventions) -> (B,)``.
+        lower_better / full_reference: pyiqa-style metadata.
+        weights: ``(name, settings) -> conventions`` for metrics that need weights; it finds them (or raises
+            ``MetricUnavailable`` naming what to pass) before any image is read. None: the metric takes
+            ``crop_border`` and ``y_channel`` instead.
+        luma: the usual ``y_channel`` convention (NIQE reads luma).
+        needs_caption: compares an image with its caption (CLIP-T).
+        requires: raises ``MetricUnavailable`` when a system part is missing (BRISQUE's OpenCV model files).
+    """
+
+    function: Callable[..., torch.Tensor]
+    lower_better: bool
+    full_reference: bool
+    weights: Callable[[str, MetricSettings], dict] | None = None
+    luma: bool = False
+    needs_caption: bool = False
+    requires: Callable[[], None] | None = None
+
+
+METRICS: dict[str, MetricSpec] = {
+    "psnr": MetricSpec(psnr, lower_better=False, full_reference=True),
+    "ssim": MetricSpec(ssim, lower_better=False, full_reference=True),
+    "niqe": MetricSpec(niqe, lower_better=True, full_reference=False, luma=True),
+    "brisque": MetricSpec(brisque, lower_better=True, full_reference=False, requires=_brisque_available),
+    "clip_i": MetricSpec(clip_i, lower_better=False, full_reference=True, weights=_clip_conventions),
+    "clip_t": MetricSpec(clip_t, False, False, weights=_clip_conventions, needs_caption=True),
+    "clipiqa": MetricSpec(clipiqa, lower_better=False, full_reference=False, weights=_clip_conventions),
+    "lpips": MetricSpec(lpips, lower_better=True, full_reference=True, weights=_lpips_conventions),
+    "musiq": MetricSpec(_pyiqa_metric("musiq"), False, False, weights=_pyiqa_conventions),
+    "maniqa": MetricSpec(_pyiqa_metric("maniqa"), False, False, weights=_pyiqa_conventions),
 }
 
 
 def list_metrics() -> list[str]:
     """Names accepted by ``create_metric``."""
-    return sorted(_REGISTRY)
+    return sorted(METRICS)
 
 
 def create_metric(
-    name: str,
-    crop_border: int = 0,
-    y_channel: bool | None = None,
-    clip_model: str | None = None,
-    lpips_backbone: str | None = None,
-    iqa_weights: str | None = None,
+    name: str, crop_border: int = 0, y_channel: bool | None = None, settings: MetricSettings | None = None
 ) -> Metric:
     """A metric by name with explicit conventions, e.g. ``create_metric("psnr", crop_border=4, y_channel=True)``.
 
-    ``y_channel=None`` takes the metric's usual convention: RGB for PSNR/SSIM, luma for NIQE.
+    ``y_channel=None`` takes the metric's usual convention: RGB for PSNR/SSIM, luma for NIQE. Metrics that need
+    weights find them through ``settings`` (or their environment variable) now, and say what is missing.
     """
     if name in SET_METRICS:
         raise ValueError(
             f"{name} is a set-level metric (one number over a set of images), not a per-image one: use "
             f"`spire bench run --metrics {name}`, or spire_ir.evaluation.metrics.frechet_distance on the features"
         )
-    if name not in _REGISTRY:
+    if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(list_metrics())}")
-    function, lower_better, full_reference = _REGISTRY[name]
-    if name == "brisque":
-        _brisque_available()
-    if name == "lpips":
-        return Metric(
-            name, function, lower_better, full_reference, {"backbone": _lpips_backbone_path(lpips_backbone)}
-        )
-    if name in PYIQA_METRICS:
-        path = _iqa_weights_path(name, iqa_weights)
-        _load_pyiqa(name, path)  # the extra's absence or a wrong checkpoint is reported now, not per image
-        return Metric(name, function, lower_better, full_reference, {"weights": path})
-    if name in ("clip_i", "clip_t", "clipiqa"):
-        path = _clip_model_path(clip_model)
-        return Metric(
-            name, function, lower_better, full_reference, {"clip_model": path}, needs_caption=name == "clip_t"
-        )
-    if y_channel is None:
-        y_channel = name == "niqe"
-    conventions = {"crop_border": crop_border, "y_channel": y_channel}
-    return Metric(name, function, lower_better, full_reference, conventions)
+    spec = METRICS[name]
+    if spec.requires is not None:
+        spec.requires()
+    if spec.weights is not None:
+        conventions = spec.weights(name, settings or MetricSettings())
+    else:
+        conventions = {"crop_border": crop_border, "y_channel": spec.luma if y_channel is None else y_channel}
+    return Metric(name, spec.function, spec.lower_better, spec.full_reference, conventions, spec.needs_caption)
