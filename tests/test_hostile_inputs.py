@@ -215,7 +215,7 @@ def test_ordinary_mistakes_get_one_line(tmp_path, model_dir, capsys):
 def test_a_slow_restore_says_so_before_it_starts(tmp_path, model_dir, capsys):
     import argparse
 
-    from spire_ir.cli import _warn_if_slow
+    from spire_ir.cli.restore import _warn_if_slow
     from spire_ir.pipeline import SpirePipeline
 
     pipe = SpirePipeline.from_pretrained(model_dir)

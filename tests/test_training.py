@@ -37,12 +37,12 @@ def test_train_changes_every_adaptor_parameter_and_no_frozen_one(tmp_path):
     task = SpireTask(config)
     trainable, frozen = (
         _snapshot(task.trainable),
-        {k: _snapshot(task.parts[k]) for k in ("vae", "unet", "text_encoder")},
+        {k: _snapshot(getattr(task.parts, k)) for k in ("vae", "unet", "text_encoder")},
     )
     run_loop(config, task)
     assert _changed(trainable, task.trainable) == set(trainable)
     for name, before in frozen.items():
-        assert _changed(before, task.parts[name]) == set(), name
+        assert _changed(before, getattr(task.parts, name)) == set(), name
 
 
 def test_train_vae_changes_every_parameter(tmp_path):
@@ -110,11 +110,11 @@ def test_spire_tiny_style_vae_and_v_prediction_prior_train_and_chain(tmp_path):
         "model.loss_weighting=pixel",
     ])  # fmt: skip
     spire_task = SpireTask(spire_config)
-    weights = spire_task.parts["loss_weights"]
+    weights = spire_task.loss_weights
     assert weights.shape == (12,)
     # natural proportions (latent_power 1.0): the model-space MSE is already a pixel-space MSE
     assert torch.allclose(weights, torch.ones(12), rtol=1e-3)
-    vae = spire_task.parts["vae"]
+    vae = spire_task.parts.vae
     y = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         stem = spire_task.trainable.controlnet.controlnet_cond_embedding
@@ -137,9 +137,9 @@ def test_pixel_loss_weighting_needs_a_shortcut_vae(tmp_path):
 def test_max_timestep_limits_the_training_timesteps():
     config = load_config(TrainConfig, "configs/tiny-smoke.yaml", [*SMALL, "model.max_timestep=150"])
     task = SpireTask(config)
-    assert task.parts["max_timestep"] == 150
-    scheduler = task.parts["scheduler"]
-    t = sample_timesteps(20000, scheduler, torch.Generator().manual_seed(0), task.parts["max_timestep"])
+    assert task.max_timestep == 150
+    scheduler = task.parts.scheduler
+    t = sample_timesteps(20000, scheduler, torch.Generator().manual_seed(0), task.max_timestep)
     assert int(t.min()) == 0 and int(t.max()) == 149
     assert abs(float(t.float().mean()) - 74.5) < 0.02 * 74.5  # uniform on [0, 150)
     full = sample_timesteps(20000, scheduler, torch.Generator().manual_seed(0))
@@ -331,11 +331,11 @@ def test_bridge_training_moves_the_adaptor_only_and_exports_its_ema(bridge_base,
     config = load_config(TrainConfig, "configs/tiny-bridge.yaml", overrides)
     task = SpireTask(config)
     trainable = _snapshot(task.trainable)
-    frozen = {k: _snapshot(task.parts[k]) for k in ("unet", "text_encoder")}
+    frozen = {k: _snapshot(getattr(task.parts, k)) for k in ("unet", "text_encoder")}
     run_loop(config, task)
     assert _changed(trainable, task.trainable) == set(trainable)
     for name, before in frozen.items():
-        assert _changed(before, task.parts[name]) == set(), name
+        assert _changed(before, getattr(task.parts, name)) == set(), name
     exported = SpireAdaptor.from_pretrained(tmp_path / "adaptor")
     raw = dict(task.trainable.named_parameters())
     differs = [n for n, p in exported.named_parameters() if not torch.allclose(p, raw[n])]

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 
 from spire_ir import prompts
+from spire_ir.app import degrade_image, walk, walk_pairs, walk_values
 from spire_ir.prompts import BLIND_PROMPT, PromptError, PromptWarning, RestorationOp, RestorationPrompt
 from spire_ir.utils.images import (
     ImageLoadError,
     ImageTooLargeError,
-    image_grid,
     load_image,
     save_image,
     tensor_to_pil,
@@ -191,16 +191,9 @@ class Studio:
         """Returns (degraded image path, canonical restoration prompt, record JSON)."""
         import gradio as gr
 
-        from spire_ir.degradations import degrade, get_degradation
-
         try:
             tensor = check_upload(image, self.max_pixels)
-            generator = make_generator(int(seed))
-            with torch.no_grad():
-                if prompt_text and prompt_text.strip():
-                    y, c_r, record = degrade(tensor, prompt_text, generator)
-                else:
-                    y, c_r, record = get_degradation(mode)(tensor, generator)
+            y, c_r, record = degrade_image(tensor, prompt_text, mode, make_generator(int(seed)))
         except (ValueError, PromptError) as error:
             raise gr.Error(str(error)) from error
         path = save_image(y, self.outdir / f"degraded-{int(seed)}-{id(y)}.png")
@@ -213,31 +206,20 @@ class Studio:
 
         try:
             tensor = check_upload(image, self.max_pixels)
-            items = [
-                v.strip() for v in (values.split("|") if "|" in values else values.split(",")) if v.strip()
-            ]
-            if not items:
-                raise ValueError("give comma-separated values, e.g. 0.02, 0.06, 0.12")
             if "{}" not in (template or ""):
                 raise ValueError('the template needs "{}" where the value goes, e.g. "Denoise with sigma {}"')
-            pairs = [
-                (semantic or "", template.replace("{}", v)) if target == "restoration prompt"
-                else (template.replace("{}", v), restoration or BLIND_PROMPT)
-                for v in items
-            ]  # fmt: skip
-            for _, text in pairs:
-                prompts.parse(text)
+            walk_restoration = target == "restoration prompt"
+            pairs = walk_pairs(walk_values(values), template if not walk_restoration else semantic or "",
+                               template if walk_restoration else restoration or BLIND_PROMPT)  # fmt: skip
         except (ValueError, PromptError) as error:
             raise gr.Error(str(error)) from error
-        cells, labels = [tensor_to_pil(tensor)], ["input"]
-        for index, (sem, res) in enumerate(pairs):
+
+        def on_value(index: int, total: int) -> None:
             if progress is not None:
-                progress((index, len(pairs)), desc=f"value {index + 1} of {len(pairs)}")
-            out = self.pipe(tensor, prompt=sem, restoration_prompt=res, num_inference_steps=int(steps),
-                            guidance_scale=float(guidance), generator=make_generator(int(seed)), output_type="pt").images[0]  # fmt: skip
-            cells.append(tensor_to_pil(out))
-            labels.append(res if target == "restoration prompt" else sem)
-        return image_grid([cells], cell_labels=[labels])
+                progress((index, total), desc=f"value {index + 1} of {total}")
+
+        return walk(self.pipe, tensor, pairs, int(seed), on_value=on_value, num_inference_steps=int(steps),
+                    guidance_scale=float(guidance))  # fmt: skip
 
 
 def _examples(directory: Path) -> list[list[str]]:

@@ -86,10 +86,10 @@ def load_text_encoder(name: str, seed: int = 0, max_length: int | None = None):
     if name == "tiny":
         from spire_ir.models.tiny import tiny_components
 
-        parts = tiny_components(seed=seed)
+        components = tiny_components(seed=seed)
         if max_length:
-            parts["tokenizer"].model_max_length = max_length
-        return parts["tokenizer"], parts["text_encoder"]
+            components["tokenizer"].model_max_length = max_length
+        return components["tokenizer"], components["text_encoder"]
     if name == "minilm":
         from spire_ir.models.text import packaged_encoder_dir
 

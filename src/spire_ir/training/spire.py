@@ -91,16 +91,54 @@ def sample_timesteps(
     return torch.randint(0, high, (batch,), generator=generator)
 
 
-def spire_loss(
-    parts: dict[str, Any], adaptor: torch.nn.Module, batch: dict, generator: torch.Generator
-) -> torch.Tensor:
-    """Eq. 1 on one batch. parts: frozen vae, unet, text_encoder, tokenizer, scheduler (a DDPM-style one), and
-    optionally loss_weights, (C,) per latent channel (``ModelConfig.loss_weighting``), and max_timestep (t is drawn
-    uniformly from [0, max_timestep); the whole schedule without it).
+@dataclass
+class FrozenParts:
+    """The frozen components an adaptor trains on.
 
-    batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
+    Attributes:
+        vae, text_encoder, tokenizer: the prior's autoencoder and text side.
+        unet: the frozen prior; None when it trains with the adaptor (``model.prior``: joint or none), where the
+            trainable module holds it.
+        scheduler: the training scheduler (DDPM for a diffusion base, the base's ResShift for the bridge).
+        sampling_scheduler: what the exported pipeline samples with (the base's own scheduler).
     """
-    vae, unet, scheduler = parts["vae"], parts["unet"], parts["scheduler"]
+
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    unet: Any | None
+    scheduler: Any
+    sampling_scheduler: Any
+
+    def modules(self) -> list[torch.nn.Module]:
+        """The frozen networks (vae, unet when present, text_encoder)."""
+        return [m for m in (self.vae, self.unet, self.text_encoder) if m is not None]
+
+    def encode_prompts(self, batch: dict, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """(e_s in ``dtype``, e_r in float32) text embeddings of the batch's c_s and c_r, (B, L, D) each."""
+        with torch.no_grad():
+            e_s = encode_text(self.tokenizer, self.text_encoder, batch["c_s"], device).to(dtype)
+            e_r = encode_text(self.tokenizer, self.text_encoder, batch["c_r"], device)
+        return e_s, e_r
+
+
+def spire_loss(
+    parts: FrozenParts,
+    adaptor: torch.nn.Module,
+    batch: dict,
+    generator: torch.Generator,
+    max_timestep: int | None = None,
+    loss_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Eq. 1 on one batch: the ε (or v) MSE of the modulated frozen UNet.
+
+    Args:
+        parts: the frozen prior (``parts.scheduler`` a DDPM-style scheduler).
+        batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
+        max_timestep: t is drawn uniformly from [0, max_timestep); the whole schedule when None.
+        loss_weights: (C,) per latent channel (``ModelConfig.loss_weighting``); uniform when None.
+    """
+    vae, unet, scheduler = parts.vae, parts.unet, parts.scheduler
     device, dtype = unet.device, unet.dtype
     x = batch["x"].to(device, vae.dtype)
     with torch.no_grad():
@@ -109,10 +147,9 @@ def spire_loss(
             device
         )
         latents = to_model_latents(vae, latents.float())
-        e_s = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_s"], device).to(dtype)
-        e_r = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_r"], device)
+    e_s, e_r = parts.encode_prompts(batch, device, dtype)
     noise = torch.randn(latents.shape, generator=generator).to(device)
-    t = sample_timesteps(latents.shape[0], scheduler, generator, parts.get("max_timestep")).to(device)
+    t = sample_timesteps(latents.shape[0], scheduler, generator, max_timestep).to(device)
     noisy = scheduler.add_noise(latents, noise, t)
     adaptor_dtype = next(adaptor.parameters()).dtype
     modulation = adaptor(
@@ -124,11 +161,10 @@ def spire_loss(
         target = scheduler.get_velocity(latents, noise, t)
     else:
         target = noise
-    weights = parts.get("loss_weights")
-    if weights is None:
+    if loss_weights is None:
         return F.mse_loss(prediction.float(), target.float())
     error = (prediction.float() - target.float()).pow(2).mean(dim=(0, 2, 3))
-    return (error * weights.to(error.device)).mean()
+    return (error * loss_weights.to(error.device)).mean()
 
 
 def sample_etas(batch: int, p_one: float, generator: torch.Generator) -> torch.Tensor:
@@ -138,7 +174,7 @@ def sample_etas(batch: int, p_one: float, generator: torch.Generator) -> torch.T
 
 
 def bridge_loss(
-    parts: dict[str, Any],
+    parts: FrozenParts,
     adaptor: torch.nn.Module,
     batch: dict,
     generator: torch.Generator,
@@ -147,20 +183,19 @@ def bridge_loss(
 ) -> torch.Tensor:
     """L1 of x̂₀ on one batch with the residual-shift bridge (``model.objective: bridge``).
 
-    parts: frozen vae (lossless), unet (the residual denoiser prior), text_encoder, tokenizer and a
-    ``ResShiftScheduler``. batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings. ``unet`` replaces
-    parts["unet"] when the prior trains too (``model.prior``).
+    parts: the frozen prior: a lossless vae, the residual denoiser unet and a ``ResShiftScheduler``. batch: x, y
+    (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings. ``unet`` replaces ``parts.unet`` when the prior trains
+    too (``model.prior``).
     """
     from spire_ir.models.numeric import restoration_numbers
 
-    vae, scheduler = parts["vae"], parts["scheduler"]
-    unet = parts["unet"] if unet is None else unet
+    vae, scheduler = parts.vae, parts.scheduler
+    unet = parts.unet if unet is None else unet
     device, dtype = unet.device, unet.dtype
     with torch.no_grad():
         x = vae.encode(batch["x"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
         y = vae.encode(batch["y"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
-        e_s = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_s"], device).to(dtype)
-        e_r = encode_text(parts["tokenizer"], parts["text_encoder"], batch["c_r"], device)
+    e_s, e_r = parts.encode_prompts(batch, device, dtype)
     noise = torch.randn(x.shape, generator=generator).to(device)
     etas = sample_etas(x.shape[0], p_one, generator).to(device)
     noisy = scheduler.add_noise(x, y, noise, etas)
@@ -175,8 +210,8 @@ def bridge_loss(
     return F.l1_loss(noisy + residual.float(), x)
 
 
-def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
-    """vae, unet, text_encoder, tokenizer and the training scheduler (DDPM, or the base's ResShift), frozen."""
+def load_frozen_parts(model: ModelConfig, seed: int = 0) -> FrozenParts:
+    """The frozen prior ``model.base`` names, with its training scheduler (DDPM, or the base's ResShift)."""
     from diffusers import DDPMScheduler
 
     from spire_ir.schedulers import ResShiftScheduler
@@ -184,27 +219,29 @@ def load_frozen_parts(model: ModelConfig, seed: int = 0) -> dict[str, Any]:
     if model.base == "tiny":
         from spire_ir.models.tiny import tiny_components
 
-        parts = tiny_components(seed=seed, prediction_type=model.prediction_type or "epsilon")
-        parts.pop("adaptor")
+        components = tiny_components(seed=seed, prediction_type=model.prediction_type or "epsilon")
     else:
         from spire_ir.models.loading import load_base_components
 
-        parts = load_base_components(Path(model.base), prediction_type=model.prediction_type)
-    parts["sampling_scheduler"] = parts["scheduler"]
-    bridge = isinstance(parts["scheduler"], ResShiftScheduler)
+        components = load_base_components(Path(model.base), prediction_type=model.prediction_type)
+    sampling = scheduler = components["scheduler"]
+    bridge = isinstance(scheduler, ResShiftScheduler)
     if bridge != (model.objective == "bridge"):
         raise ValueError(
             f"model.objective: {model.objective} does not fit the base {model.base} (its scheduler is "
-            f"{type(parts['scheduler']).__name__}); a base trained with `spire train-base` objective: denoise "
+            f"{type(scheduler).__name__}); a base trained with `spire train-base` objective: denoise "
             "takes objective: bridge, a diffusion base takes objective: diffusion"
         )
     if not bridge:
-        parts["scheduler"] = DDPMScheduler.from_config(parts["scheduler"].config)
+        scheduler = DDPMScheduler.from_config(scheduler.config)
     elif model.kappa is not None:
-        parts["scheduler"] = ResShiftScheduler.from_config(parts["scheduler"].config, kappa=model.kappa)
-        parts["sampling_scheduler"] = parts["scheduler"]
-    for name in ("vae", "unet", "text_encoder"):
-        parts[name].requires_grad_(False).eval()
+        sampling = scheduler = ResShiftScheduler.from_config(scheduler.config, kappa=model.kappa)
+    parts = FrozenParts(
+        vae=components["vae"], text_encoder=components["text_encoder"], tokenizer=components["tokenizer"],
+        unet=components["unet"], scheduler=scheduler, sampling_scheduler=sampling,
+    )  # fmt: skip
+    for module in parts.modules():
+        module.requires_grad_(False).eval()
     return parts
 
 
@@ -223,44 +260,45 @@ class SpireTask:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.parts = load_frozen_parts(config.model, seed=config.seed)
-        vae_factor = vae_scale_factor(self.parts["vae"])
+        vae_factor = vae_scale_factor(self.parts.vae)
         if config.model.adaptor:
             adaptor = SpireAdaptor.from_pretrained(config.model.adaptor, local_files_only=True)
-            adaptor.check_fits(self.parts["unet"])
+            adaptor.check_fits(self.parts.unet)
         else:
             with torch.random.fork_rng():  # E' and the fusion convs are initialised from the run's seed
                 torch.manual_seed(config.seed)
                 adaptor = SpireAdaptor.from_unet(
-                    self.parts["unet"], fusion=config.model.fusion, vae_scale_factor=vae_factor,
+                    self.parts.unet, fusion=config.model.fusion, vae_scale_factor=vae_factor,
                     restoration_prompt=config.data.restoration_prompt,
                     condition_stem=config.model.condition_stem, stem_channels=config.model.stem_channels,
                     numeric_channel=config.model.numeric_channel,
                 )  # fmt: skip
-                adaptor.init_condition_stem(self.parts["vae"])
+                adaptor.init_condition_stem(self.parts.vae)
         adaptor.register_to_config(restoration_prompt=config.data.restoration_prompt)
+        self.loss_weights: torch.Tensor | None = None  # (C,) per latent channel; None: uniform
         if config.model.loss_weighting == "pixel":
-            weights = latent_pixel_weights(self.parts["vae"])
+            weights = latent_pixel_weights(self.parts.vae)
             if weights is None:
                 raise ValueError(
                     "model.loss_weighting: pixel needs a VAE with the linear shortcut (SpireAutoencoderKL, as "
                     "`spire train-vae` makes); use loss_weighting: uniform for other VAEs"
                 )
-            self.parts["loss_weights"] = weights
+            self.loss_weights = weights
         if config.model.max_timestep is not None:
-            total = self.parts["scheduler"].config.num_train_timesteps
+            total = self.parts.scheduler.config.num_train_timesteps
             if not 1 <= config.model.max_timestep <= total:
                 raise ValueError(
                     f"model.max_timestep must be in [1, {total}] (the base's training schedule), "
                     f"got {config.model.max_timestep}"
                 )
-            self.parts["max_timestep"] = config.model.max_timestep
+        self.max_timestep: int | None = config.model.max_timestep
         adaptor = adaptor.float().requires_grad_(True)
         if config.model.prior == "frozen":
             self.trainable: torch.nn.Module = adaptor
         else:
             if config.model.objective != "bridge":
                 raise ValueError(f"model.prior: {config.model.prior} is an ablation of the bridge objective")
-            unet = self.parts.pop("unet")
+            unet, self.parts.unet = self.parts.unet, None
             if config.model.prior == "none":  # the same network from a fresh start: no pretrained prior
                 from diffusers import UNet2DConditionModel
 
@@ -279,27 +317,26 @@ class SpireTask:
         return model.adaptor if isinstance(model, AdaptorAndPrior) else model
 
     def prior_of(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model.unet if isinstance(model, AdaptorAndPrior) else self.parts["unet"]
+        return model.unet if isinstance(model, AdaptorAndPrior) else self.parts.unet
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         frozen_dtype = dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
-        for name in ("vae", "unet", "text_encoder"):
-            if name in self.parts:
-                move(self.parts[name], device, frozen_dtype)
+        for module in self.parts.modules():
+            move(module, device, frozen_dtype)
         self.trainable.to(device)
 
     def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
         if self.config.model.objective == "bridge":
             return bridge_loss(self.parts, self.adaptor_of(model), batch, generator, self.config.model.p_t_one,
                                unet=self.prior_of(model))  # fmt: skip
-        return spire_loss(self.parts, model, batch, generator)
+        return spire_loss(self.parts, model, batch, generator, self.max_timestep, self.loss_weights)
 
     def pipeline(self, model: torch.nn.Module):
         from spire_ir.pipeline import SpirePipeline
 
         pipe = SpirePipeline(
-            vae=self.parts["vae"], text_encoder=self.parts["text_encoder"], tokenizer=self.parts["tokenizer"],
-            unet=self.prior_of(model), adaptor=self.adaptor_of(model), scheduler=self.parts["sampling_scheduler"],
+            vae=self.parts.vae, text_encoder=self.parts.text_encoder, tokenizer=self.parts.tokenizer,
+            unet=self.prior_of(model), adaptor=self.adaptor_of(model), scheduler=self.parts.sampling_scheduler,
             default_color_fix="none" if self.config.model.objective == "bridge" else "wavelet",
         )  # fmt: skip
         pipe.set_progress_bar_config(disable=True)
