@@ -13,6 +13,7 @@ import os
 import shlex
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,134 @@ def _examples(directory: Path) -> list[list[str]]:
     return rows
 
 
+@dataclass
+class _RestoreTab:
+    """The Restore tab's components that other tabs and helpers use."""
+
+    image: Any
+    restoration: Any
+    warning: Any
+    builder: list  # [blind, with_values, (enabled, value) per op]
+
+
+def _text_to_builder(text: str) -> tuple:
+    state, note = prompt_to_controls(text)
+    return (*state, note)
+
+
+def _prompt_builder(gr) -> list:
+    """The builder's checkboxes and sliders, one pair per op of the table: [blind, with_values, on, value, ...]."""
+    blind = gr.Checkbox(label="Remove all degradation (blind)", value=True, elem_id="builder-blind")
+    with_values = gr.Checkbox(label="Write values", value=True, elem_id="builder-values")
+    controls = [blind, with_values]
+    for kind, spec in prompts.OP_SPECS.items():
+        slider = spec.slider
+        with gr.Row():
+            controls.append(gr.Checkbox(label=slider.label, value=False, elem_id=f"builder-{kind}-on", scale=1))
+            controls.append(gr.Slider(slider.minimum, slider.maximum, value=slider.default, step=slider.step,
+                                      label=f"{kind} value", elem_id=f"builder-{kind}", scale=3))  # fmt: skip
+    return controls
+
+
+def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
+    with gr.Row():
+        with gr.Column():
+            image = gr.Image(type="filepath", label="Degraded image", elem_id="restore-input")
+            semantic = gr.Textbox(label="Semantic prompt (what the picture shows)", placeholder="a zebra on grass",
+                                  elem_id="semantic-prompt")  # fmt: skip
+            restoration = gr.Textbox(label="Restoration prompt", value=BLIND_PROMPT, elem_id="restoration-prompt")
+            warning = gr.Markdown(elem_id="prompt-warning")
+            with gr.Accordion("Prompt builder", open=True):
+                builder = _prompt_builder(gr)
+            with gr.Accordion("Advanced settings", open=False):
+                settings_inputs = [
+                    gr.Slider(1, 100, value=int(config.get("default_steps", 20)), step=1, label="Steps"),
+                    gr.Slider(1, 12, value=float(config.get("default_guidance", 4.0)), step=0.5,
+                              label="Guidance (CFG on the semantic prompt)"),
+                    gr.Number(value=0, precision=0, label="Seed"),
+                    gr.Slider(1, 4, value=1, step=1, label="Samples"),
+                    gr.Radio(["wavelet", "adain", "none"], value=str(config.get("default_color_fix", "wavelet")),
+                             label="Colour fix"),
+                    gr.Slider(0, 1024, value=512, step=64, label="Tile size (px, 0 = no tiling)"),
+                ]  # fmt: skip
+            run = gr.Button("Restore", variant="primary", elem_id="restore-button")
+        with gr.Column():
+            outputs = [
+                gr.ImageSlider(label="Before / after", type="pil", elem_id="restore-output"),
+                gr.Gallery(label="Samples", columns=4, height=160),
+                gr.File(label="Download"),
+                gr.Code(label="Prompts and settings used", language="json"),
+                gr.Textbox(label="As a command line", elem_id="command-line", buttons=["copy"]),
+            ]
+    gr.Examples(_examples(studio.outdir), inputs=[image, semantic, restoration], label="Examples")
+    # one queue for every prompt-builder event, so quick clicks are answered in order and the prompt shown always
+    # reflects the last click (separate queues could finish out of order)
+    in_order = dict(api_name=False, concurrency_id="prompt-builder", concurrency_limit=1)
+    for control in builder:
+        control.input(controls_to_prompt, builder, restoration, **in_order)
+    restoration.input(_text_to_builder, restoration, [*builder, warning], **in_order)
+
+    def restore(image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile, progress=gr.Progress()):
+        return studio.restore(image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile,
+                              progress=progress)  # fmt: skip
+
+    run.click(restore, [image, semantic, restoration, *settings_inputs], outputs, api_name="restore")
+    return _RestoreTab(image=image, restoration=restoration, warning=warning, builder=builder)
+
+
+def _degrade_tab(gr, studio: Studio, restore_tab: _RestoreTab) -> None:
+    with gr.Row():
+        with gr.Column():
+            clean = gr.Image(type="filepath", label="Clean image")
+            prompt = gr.Textbox(label="Degradation by prompt (empty: random)",
+                                placeholder="Deblur with sigma 2.0, Denoise with sigma 0.05")  # fmt: skip
+            mode = gr.Radio(["parameterized", "realesrgan", "mixed"], value="mixed", label="Random pipeline")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+            run = gr.Button("Degrade", variant="primary")
+        with gr.Column():
+            degraded = gr.Image(type="filepath", label="Degraded")
+            generated = gr.Textbox(label="Generated restoration prompt")
+            record = gr.Code(label="Record", language="json")
+            send = gr.Button("Send to Restore")
+    run.click(studio.degrade, [clean, prompt, mode, seed], [degraded, generated, record], api_name="degrade")
+    send.click(lambda image, text: (image, text, *_text_to_builder(text)), [degraded, generated],
+               [restore_tab.image, restore_tab.restoration, *restore_tab.builder, restore_tab.warning],
+               api_name=False)  # fmt: skip
+
+
+def _walk_tab(gr, studio: Studio, config: Any) -> None:
+    with gr.Row():
+        with gr.Column():
+            inputs = [
+                gr.Image(type="filepath", label="Image"),
+                gr.Radio(["restoration prompt", "semantic prompt"], value="restoration prompt", label="Walk"),
+                gr.Textbox(label="Template ({} marks the value)", value="Denoise with sigma {}"),
+                gr.Textbox(label="Values (comma-separated; | if values contain commas)", value="0.02, 0.06, 0.12, 0.24"),
+                gr.Textbox(label="Semantic prompt (when walking the restoration prompt)"),
+                gr.Textbox(label="Restoration prompt (when walking the semantic prompt)", value=BLIND_PROMPT),
+                gr.Slider(1, 100, value=int(config.get("default_steps", 20)), step=1, label="Steps"),
+                gr.Slider(1, 12, value=float(config.get("default_guidance", 4.0)), step=0.5, label="Guidance"),
+                gr.Number(value=0, precision=0, label="Seed"),
+            ]  # fmt: skip
+            run = gr.Button("Walk", variant="primary")
+        grid = gr.Image(type="pil", label="Grid")
+
+    def walk(image, target, template, values, semantic, restoration, steps, guidance, seed, progress=gr.Progress()):
+        return studio.walk(image, target, template, values, semantic, restoration, steps, guidance, seed,
+                           progress=progress)  # fmt: skip
+
+    run.click(walk, inputs, grid, api_name="walk")
+
+
+def _api_helpers(gr, builder: list) -> None:
+    """API-only endpoints of the prompt builder: build_prompt (controls -> text) and parse_prompt (text -> state)."""
+    built = gr.Textbox(visible=False)
+    gr.Button(visible=False).click(controls_to_prompt, builder, built, api_name="build_prompt")
+    text, parsed = gr.Textbox(visible=False), gr.JSON(visible=False)
+    gr.Button(visible=False).click(lambda t: dict(zip(("state", "warning"), prompt_to_controls(t), strict=True)),
+                                   text, parsed, api_name="parse_prompt")  # fmt: skip
+
+
 def build_app(
     pipe, model_name: str = "MODEL", max_pixels: int = DEFAULT_MAX_PIXELS, analytics: bool = False,
     queue_size: int = DEFAULT_QUEUE_SIZE, workspace: Path | None = None,
@@ -249,146 +378,18 @@ def build_app(
 
     studio = Studio(pipe, model_name, max_pixels, outdir=workspace / "results" if workspace else None)
     config = getattr(pipe, "config", {})
-    default_steps, default_guidance = (
-        int(config.get("default_steps", 20)),
-        float(config.get("default_guidance", 4.0)),
-    )
-    kinds = prompts.OP_KINDS
-
     with gr.Blocks(title="SPIRE restoration studio", analytics_enabled=analytics) as app:
         gr.Markdown(
             "## SPIRE restoration studio\nTell the model **what the picture shows** (semantic prompt) and **what to "
             "fix, how strongly** (restoration prompt)."
         )
         with gr.Tab("Restore", id="restore"):
-            with gr.Row():
-                with gr.Column():
-                    image = gr.Image(type="filepath", label="Degraded image", elem_id="restore-input")
-                    semantic = gr.Textbox(label="Semantic prompt (what the picture shows)", placeholder="a zebra on grass",
-                                          elem_id="semantic-prompt")  # fmt: skip
-                    restoration = gr.Textbox(
-                        label="Restoration prompt", value=BLIND_PROMPT, elem_id="restoration-prompt"
-                    )
-                    warning = gr.Markdown(elem_id="prompt-warning")
-                    with gr.Accordion("Prompt builder", open=True):
-                        blind = gr.Checkbox(
-                            label="Remove all degradation (blind)", value=True, elem_id="builder-blind"
-                        )
-                        with_values = gr.Checkbox(label="Write values", value=True, elem_id="builder-values")
-                        controls = []
-                        for kind in kinds:
-                            low, high, step, default = SLIDERS[kind]
-                            with gr.Row():
-                                controls.append(
-                                    gr.Checkbox(
-                                        label=prompts.OP_SPECS[kind].slider.label, value=False, elem_id=f"builder-{kind}-on", scale=1
-                                    )
-                                )
-                                controls.append(gr.Slider(low, high, value=default, step=step, label=f"{kind} value",
-                                                          elem_id=f"builder-{kind}", scale=3))  # fmt: skip
-                    with gr.Accordion("Advanced settings", open=False):
-                        steps = gr.Slider(1, 100, value=default_steps, step=1, label="Steps")
-                        guidance = gr.Slider(
-                            1,
-                            12,
-                            value=default_guidance,
-                            step=0.5,
-                            label="Guidance (CFG on the semantic prompt)",
-                        )
-                        seed = gr.Number(value=0, precision=0, label="Seed")
-                        samples = gr.Slider(1, 4, value=1, step=1, label="Samples")
-                        color_fix = gr.Radio(
-                            ["wavelet", "adain", "none"],
-                            value=str(config.get("default_color_fix", "wavelet")),
-                            label="Colour fix",
-                        )
-                        tile = gr.Slider(0, 1024, value=512, step=64, label="Tile size (px, 0 = no tiling)")
-                    run = gr.Button("Restore", variant="primary", elem_id="restore-button")
-                with gr.Column():
-                    compare = gr.ImageSlider(label="Before / after", type="pil", elem_id="restore-output")
-                    gallery = gr.Gallery(label="Samples", columns=4, height=160)
-                    download = gr.File(label="Download")
-                    settings = gr.Code(label="Prompts and settings used", language="json")
-                    command = gr.Textbox(label="As a command line", elem_id="command-line", buttons=["copy"])
-            gr.Examples(_examples(studio.outdir), inputs=[image, semantic, restoration], label="Examples")
-
-            builder_inputs = [blind, with_values, *controls]
-            # one queue for every prompt-builder event, so quick clicks are answered in order and the prompt shown
-            # always reflects the last click (separate queues could finish out of order)
-            in_order = dict(api_name=False, concurrency_id="prompt-builder", concurrency_limit=1)
-            for control in builder_inputs:
-                control.input(controls_to_prompt, builder_inputs, restoration, **in_order)
-
-            def text_to_builder(text: str):
-                state, note = prompt_to_controls(text)
-                return (*state, note)
-
-            restoration.input(text_to_builder, restoration, [*builder_inputs, warning], **in_order)
-
-            def restore_fn(img, sem, res, st, gd, sd, n, cf, tl, progress=gr.Progress()):
-                return studio.restore(img, sem, res, st, gd, sd, n, cf, tl, progress=progress)
-
-            run.click(restore_fn, [image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile],
-                      [compare, gallery, download, settings, command], api_name="restore")  # fmt: skip
-
+            restore_tab = _restore_tab(gr, studio, config)
         with gr.Tab("Degrade", id="degrade"):
-            with gr.Row():
-                with gr.Column():
-                    clean = gr.Image(type="filepath", label="Clean image")
-                    degrade_prompt = gr.Textbox(label="Degradation by prompt (empty: random)",
-                                                placeholder="Deblur with sigma 2.0, Denoise with sigma 0.05")  # fmt: skip
-                    mode = gr.Radio(
-                        ["parameterized", "realesrgan", "mixed"], value="mixed", label="Random pipeline"
-                    )
-                    degrade_seed = gr.Number(value=0, precision=0, label="Seed")
-                    degrade_run = gr.Button("Degrade", variant="primary")
-                with gr.Column():
-                    degraded = gr.Image(type="filepath", label="Degraded")
-                    generated = gr.Textbox(label="Generated restoration prompt")
-                    record = gr.Code(label="Record", language="json")
-                    send = gr.Button("Send to Restore")
-            degrade_run.click(studio.degrade, [clean, degrade_prompt, mode, degrade_seed], [degraded, generated, record],
-                              api_name="degrade")  # fmt: skip
-            send.click(lambda img, text: (img, text, *text_to_builder(text)), [degraded, generated],
-                       [image, restoration, *builder_inputs, warning], api_name=False)  # fmt: skip
-
+            _degrade_tab(gr, studio, restore_tab)
         with gr.Tab("Walk", id="walk"):
-            with gr.Row():
-                with gr.Column():
-                    walk_image = gr.Image(type="filepath", label="Image")
-                    target = gr.Radio(
-                        ["restoration prompt", "semantic prompt"], value="restoration prompt", label="Walk"
-                    )
-                    template = gr.Textbox(
-                        label="Template ({} marks the value)", value="Denoise with sigma {}"
-                    )
-                    values = gr.Textbox(
-                        label="Values (comma-separated; | if values contain commas)",
-                        value="0.02, 0.06, 0.12, 0.24",
-                    )
-                    walk_semantic = gr.Textbox(label="Semantic prompt (when walking the restoration prompt)")
-                    walk_restoration = gr.Textbox(
-                        label="Restoration prompt (when walking the semantic prompt)", value=BLIND_PROMPT
-                    )
-                    walk_steps = gr.Slider(1, 100, value=default_steps, step=1, label="Steps")
-                    walk_guidance = gr.Slider(1, 12, value=default_guidance, step=0.5, label="Guidance")
-                    walk_seed = gr.Number(value=0, precision=0, label="Seed")
-                    walk_run = gr.Button("Walk", variant="primary")
-                grid = gr.Image(type="pil", label="Grid")
-
-            def walk_fn(img, tg, tpl, vals, sem, res, st, gd, sd, progress=gr.Progress()):
-                return studio.walk(img, tg, tpl, vals, sem, res, st, gd, sd, progress=progress)
-
-            walk_run.click(walk_fn, [walk_image, target, template, values, walk_semantic, walk_restoration, walk_steps,
-                                     walk_guidance, walk_seed], grid, api_name="walk")  # fmt: skip
-
-        # API-only helpers for the prompt builder
-        built = gr.Textbox(visible=False)
-        gr.Button(visible=False).click(controls_to_prompt, builder_inputs, built, api_name="build_prompt")
-        hidden_text = gr.Textbox(visible=False)
-        hidden_out = gr.JSON(visible=False)
-        gr.Button(visible=False).click(lambda t: dict(zip(("state", "warning"), prompt_to_controls(t), strict=True)),
-                                       hidden_text, hidden_out, api_name="parse_prompt")  # fmt: skip
+            _walk_tab(gr, studio, config)
+        _api_helpers(gr, restore_tab.builder)
     app.queue(default_concurrency_limit=1, max_size=queue_size)
     return app
 
