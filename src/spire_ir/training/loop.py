@@ -185,17 +185,25 @@ def _write_run_info(run_dir: Path, config: Any, argv: list[str]) -> None:
     (run_dir / "git.txt").write_text(commit + "\n")
 
 
-def run_loop(
-    config: LoopConfig, task: Task, argv: list[str] | None = None, resume: str | None = None
-) -> Path:
-    """Train ``task.trainable`` per ``config``; returns the exported model folder.
+@dataclass
+class _Run:
+    """What one training run holds while it runs."""
 
-    Args:
-        config: the resolved config (written to the run folder with argv and the git hash).
-        task: model, loss, validation and export.
-        argv: the command line, for the run folder.
-        resume: None, "latest", or a checkpoint folder.
-    """
+    accelerator: Any
+    model: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    ema: EMA | None
+    step: int
+    run_dir: Path
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+def _start(config: LoopConfig, task: Task, argv: list[str] | None, resume: str | None) -> _Run:
+    """The accelerator, the run folder, the model and optimiser (resumed from a checkpoint when asked)."""
     from accelerate import Accelerator
 
     run_dir = Path(config.output_dir)
@@ -206,17 +214,13 @@ def run_loop(
         log_with=log_with,
         project_dir=str(run_dir),
     )
-    main = accelerator.is_main_process
-    if main:
+    if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_run_info(run_dir, config, argv or sys.argv)
     if log_with:
         accelerator.init_trackers("logs")
-    weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
-        config.mixed_precision
-    ]
+    weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
     task.to(accelerator.device, weight_dtype)
-
     model = task.trainable
     model.train()
     optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], config.optim)
@@ -229,29 +233,73 @@ def run_loop(
         step = load_checkpoint(checkpoint, model, optimizer, ema)["step"]
         logger.info("resumed from %s at step %d", checkpoint, step)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.optim, config.max_steps))
-    with (
-        warnings.catch_warnings()
-    ):  # fast-forward the schedule (a function of the step) without an optimiser step
+    with warnings.catch_warnings():  # fast-forward the schedule (a function of the step) without an optimiser step
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(step):
             scheduler.step()
     model, optimizer = accelerator.prepare(model, optimizer)
+    return _Run(accelerator, model, optimizer, scheduler, ema, step, run_dir)
 
-    accumulation = config.gradient_accumulation_steps
+
+def _after_step(run: _Run, config: LoopConfig, task: Task, values: dict, last: int) -> None:
+    """Log, checkpoint and validate on their schedules after optimiser step ``run.step``."""
+    step, accelerator = run.step, run.accelerator
+    if step % config.log_every == 0 or step == last:
+        accelerator.log(values, step=step)
+        if run.main:
+            _append_metrics(run.run_dir, step, values)
+        if values["skipped_files"]:
+            logger.warning("%d undecodable file(s) skipped so far", values["skipped_files"])
+    if run.main and config.checkpoint_every and step % config.checkpoint_every == 0:
+        save_checkpoint(
+            run.run_dir, step, accelerator.unwrap_model(run.model), run.optimizer.optimizer,
+            {"skipped": values["skipped_files"]}, ema=None if run.ema is None else run.ema.state_dict(),
+        )  # fmt: skip
+        prune_checkpoints(run.run_dir, config.keep_checkpoints)
+    if run.main and config.validate_every and step % config.validate_every == 0:
+        _validate(task, accelerator, run.model, step, run.run_dir, run.ema)
+
+
+def _finish(run: _Run, config: LoopConfig, task: Task, skipped: int) -> Path:
+    """Validate (unless the last step did), export with the EMA weights, write summary.json."""
+    run.accelerator.wait_for_everyone()
+    exported = run.run_dir
+    if run.main:
+        if not (config.validate_every and run.step % config.validate_every == 0):
+            _validate(task, run.accelerator, run.model, run.step, run.run_dir, run.ema)
+        unwrapped = run.accelerator.unwrap_model(run.model)
+        with run.ema.applied(unwrapped) if run.ema is not None else contextlib.nullcontext():
+            exported = task.export(unwrapped, run.run_dir)
+        summary = {"steps": run.step, "skipped_files": skipped}
+        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    run.accelerator.end_training()
+    return exported
+
+
+def run_loop(
+    config: LoopConfig, task: Task, argv: list[str] | None = None, resume: str | None = None
+) -> Path:
+    """Train ``task.trainable`` per ``config``; returns the exported model folder.
+
+    Args:
+        config: the resolved config (written to the run folder with argv and the git hash).
+        task: model, loss, validation and export.
+        argv: the command line, for the run folder.
+        resume: None, "latest", or a checkpoint folder.
+    """
+    run = _start(config, task, argv, resume)
+    accelerator, model, accumulation = run.accelerator, run.model, config.gradient_accumulation_steps
     loader, size = build_dataloader(
-        config.data, config.batch_size, start_batch=step * accumulation,
+        config.data, config.batch_size, start_batch=run.step * accumulation,
         rank=accelerator.process_index, world_size=accelerator.num_processes,
     )  # fmt: skip
-    if main and size is not None:
+    if run.main and size is not None:
         logger.info("%d training items", size)
-    skipped = 0
-    micro = step * accumulation
-    progress = _progress(config, step, main)
+    skipped, micro = 0, run.step * accumulation
+    progress = _progress(config, run.step, run.main)
     started, samples = time.perf_counter(), 0
     last = min(config.max_steps, config.stop_after or config.max_steps)
-    if step >= last:
-        loader = []
-    for batch in loader:
+    for batch in loader if run.step < last else []:
         skipped += batch["skipped"]
         if "x" not in batch:
             continue
@@ -261,52 +309,29 @@ def run_loop(
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.optim.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
         micro += 1
         samples += batch["x"].shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:
             continue
-        scheduler.step()
-        step += 1
-        if ema is not None:
-            ema.update(accelerator.unwrap_model(model), step)
+        run.scheduler.step()
+        run.step += 1
+        if run.ema is not None:
+            run.ema.update(accelerator.unwrap_model(model), run.step)
         loss_value = accelerator.gather(loss.detach().reshape(1)).mean().item()
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.4f}", skipped=skipped)
-        if step % config.log_every == 0 or step == last:
-            rate = samples / max(1e-9, time.perf_counter() - started)
-            values = {"loss": loss_value, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
-                      "skipped_files": skipped}  # fmt: skip
-            accelerator.log(values, step=step)
-            if main:
-                _append_metrics(run_dir, step, values)
-            if skipped:
-                logger.warning("%d undecodable file(s) skipped so far", skipped)
-        if main and config.checkpoint_every and step % config.checkpoint_every == 0:
-            save_checkpoint(
-                run_dir, step, accelerator.unwrap_model(model), optimizer.optimizer, {"skipped": skipped},
-                ema=None if ema is None else ema.state_dict(),
-            )  # fmt: skip
-            prune_checkpoints(run_dir, config.keep_checkpoints)
-        if main and config.validate_every and step % config.validate_every == 0:
-            _validate(task, accelerator, model, step, run_dir, ema)
-        if step >= last:
+        rate = samples / max(1e-9, time.perf_counter() - started)
+        values = {"loss": loss_value, "lr": run.scheduler.get_last_lr()[0], "samples_per_s": rate,
+                  "skipped_files": skipped}  # fmt: skip
+        _after_step(run, config, task, values, last)
+        if run.step >= last:
             break
     if progress is not None:
         progress.close()
-    accelerator.wait_for_everyone()
-    exported = run_dir
-    if main:
-        if not (config.validate_every and step % config.validate_every == 0):
-            _validate(task, accelerator, model, step, run_dir, ema)
-        unwrapped = accelerator.unwrap_model(model)
-        with ema.applied(unwrapped) if ema is not None else contextlib.nullcontext():
-            exported = task.export(unwrapped, run_dir)
-        (run_dir / "summary.json").write_text(json.dumps({"steps": step, "skipped_files": skipped}, indent=2))
-    accelerator.end_training()
-    return exported
+    return _finish(run, config, task, skipped)
 
 
 def _validate(task: Task, accelerator, model, step: int, run_dir: Path, ema: EMA | None = None) -> None:
