@@ -117,6 +117,12 @@ def cmd_convert_weights(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
+    _add_metrics_parser(sub)
+    _add_bench_parsers(sub)
+    _add_convert_parser(sub)
+
+
+def _add_metrics_parser(sub) -> None:
     p = sub.add_parser("metrics", help="full-reference metrics (PSNR, SSIM) between images or folders")
     p.add_argument("image", help="an image or a folder (restored)")
     p.add_argument("reference", help="an image or a folder with the same file names (clean)")
@@ -131,6 +137,8 @@ def add_parsers(sub) -> None:
     )
     p.set_defaults(func=cmd_metrics)
 
+
+def _add_bench_parsers(sub) -> None:
     bench = sub.add_parser(
         "bench", help="build the SPIRE benchmark, run methods on it, report tables and plots"
     )
@@ -189,6 +197,8 @@ def add_parsers(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_convert_parser(sub) -> None:
     p = sub.add_parser(
         "convert-weights",
         help="convert a third-party .pth checkpoint to safetensors once (spire-ir loads safetensors only)",

@@ -117,8 +117,25 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
     }
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
+def _targets(path: Path, stem: str, args: argparse.Namespace) -> list[Path]:
+    """The output file(s) of one input: -o itself for one input and -o NAME.png, else OUTDIR/STEM[_k].EXT."""
+    output = Path(args.output)
+    if _single_file_output(args):
+        return [output]
+    ext = args.ext if args.ext != "auto" else (path.suffix.lower().lstrip(".") or "png")
+    ext = ext if ext in ("png", "jpg", "jpeg", "webp") else "png"
+    many = args.num_samples > 1
+    return [output / f"{stem}{args.suffix}{f'_{k}' if many else ''}.{ext}" for k in range(args.num_samples)]
 
+
+def _single_file_output(args: argparse.Namespace) -> bool:
+    output = Path(args.output)
+    return not Path(args.input).is_dir() and output.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _restore_one(pipe, path: Path, files: list[Path], stem: str, args: argparse.Namespace, settings: dict,
+                 runtime: dict) -> None:  # fmt: skip
+    """Restore one input (prompts from the flags, else its sidecars), save each sample, record it in prompts.jsonl."""
     from spire_ir.prompts import BLIND_PROMPT
     from spire_ir.utils.images import (
         DEFAULT_MAX_PIXELS,
@@ -129,74 +146,51 @@ def cmd_restore(args: argparse.Namespace) -> int:
     )
     from spire_ir.utils.seeding import make_generator
 
+    sidecar = _sidecar_prompts(path)
+    semantic = args.prompt if args.prompt is not None else sidecar.get("semantic_prompt", "")
+    restoration = args.restore if args.restore is not None else sidecar.get("restoration_prompt", BLIND_PROMPT)
+    if args.restore is None and "restoration_prompt" in sidecar:
+        _check_restoration_prompt(restoration)
+    targets = _targets(path, stem, args)
+    for target in targets:
+        guard_not_input(target, files)
+    if skip_existing(targets, args.overwrite):
+        return
+    loaded = load_image(path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+    _warn_if_slow(pipe, loaded.tensor, args)
+    images = pipe(
+        loaded.tensor, prompt=semantic, restoration_prompt=restoration,
+        generator=[make_generator(args.seed + k) for k in range(args.num_samples)],
+        num_images_per_prompt=args.num_samples, output_type="pt", **settings,
+    ).images  # fmt: skip
+    for k, (image, target) in enumerate(zip(images, targets, strict=True)):
+        save_image(image.unsqueeze(0), target)
+        record = {"input": str(path), "output": str(target), "semantic_prompt": semantic,
+                  "restoration_prompt": restoration, "seed": args.seed + k, "model": str(args.model), **settings,
+                  **runtime, "conversions": loaded.conversions}  # fmt: skip
+        append_jsonl(record, target.parent / "prompts.jsonl")
+        print(f"{path} -> {target}")
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from spire_ir.prompts import BLIND_PROMPT
+
     source = Path(args.input)
     files = input_files(source)
     if args.restore is not None and not args.restore.strip():
         args.restore = BLIND_PROMPT  # -r "": no op named, so blind restoration (recorded as such)
     if args.restore is not None:
         _check_restoration_prompt(args.restore)
-    output = Path(args.output)
-    # one input and -o NAME.png: write that file; otherwise -o is a folder
-    single_file_out = not source.is_dir() and output.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
-    if single_file_out and args.num_samples > 1:
-        raise CommandError(f"-o {output} is one file, but --num-samples {args.num_samples} makes several; "
+    if _single_file_output(args) and args.num_samples > 1:  # one input and -o NAME.png: write that file
+        raise CommandError(f"-o {args.output} is one file, but --num-samples {args.num_samples} makes several; "
                            "give a folder")  # fmt: skip
-    outdir = output.parent if single_file_out else output
     pipe, runtime = load_pipeline_for(args)
     settings = _sampler_settings(args)
     stems = output_stems(files)
     failures = 0
     for path in files:
         try:
-            sidecar = _sidecar_prompts(path)
-            semantic = args.prompt if args.prompt is not None else sidecar.get("semantic_prompt", "")
-            restoration = (
-                args.restore if args.restore is not None else sidecar.get("restoration_prompt", BLIND_PROMPT)
-            )
-            if args.restore is None and "restoration_prompt" in sidecar:
-                _check_restoration_prompt(restoration)
-            ext = args.ext if args.ext != "auto" else (path.suffix.lower().lstrip(".") or "png")
-            ext = ext if ext in ("png", "jpg", "jpeg", "webp") else "png"
-            many = args.num_samples > 1
-            targets = [
-                outdir / f"{stems[path]}{args.suffix}{f'_{k}' if many else ''}.{ext}"
-                for k in range(args.num_samples)
-            ]
-            if single_file_out:
-                targets = [output]
-            for target in targets:
-                guard_not_input(target, files)
-            if skip_existing(targets, args.overwrite):
-                continue
-            loaded = load_image(path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
-            _warn_if_slow(pipe, loaded.tensor, args)
-            generators = [make_generator(args.seed + k) for k in range(args.num_samples)]
-            images = pipe(
-                loaded.tensor,
-                prompt=semantic,
-                restoration_prompt=restoration,
-                generator=generators,
-                num_images_per_prompt=args.num_samples,
-                output_type="pt",
-                **settings,
-            ).images
-            for k, (image, target) in enumerate(zip(images, targets, strict=True)):
-                save_image(image.unsqueeze(0), target)
-                append_jsonl(
-                    {
-                        "input": str(path),
-                        "output": str(target),
-                        "semantic_prompt": semantic,
-                        "restoration_prompt": restoration,
-                        "seed": args.seed + k,
-                        "model": str(args.model),
-                        **{k2: v for k2, v in settings.items()},
-                        **runtime,
-                        "conversions": loaded.conversions,
-                    },
-                    outdir / "prompts.jsonl",
-                )
-                print(f"{path} -> {target}")
+            _restore_one(pipe, path, files, stems[path], args, settings, runtime)
         except PER_FILE_ERRORS as error:
             failures += 1
             report_failure(path, error)

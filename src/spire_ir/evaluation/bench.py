@@ -61,6 +61,24 @@ def _center_square(image: torch.Tensor, size: int) -> torch.Tensor:
     return crop.clamp(0, 1).mul(255).round().div(255)  # the clean image is exactly what the PNG holds
 
 
+def _item_degradation(setting: str, prompt: str | None) -> Callable[[torch.Tensor, torch.Generator], tuple]:
+    """(x, generator) -> (y, c_r, record) for a bench: the fixed prompt, the setting's pipeline, or y = x."""
+    from spire_ir.degradations import degrade, get_degradation
+    from spire_ir.prompts import parse
+
+    if setting not in ("parameterized", "realesrgan", "none"):
+        raise ValueError(f"setting must be parameterized, realesrgan or none, got {setting!r}")
+    if prompt is not None and setting != "parameterized":
+        raise ValueError("--prompt fixes the parameterised degradation; use it with --setting parameterized")
+    if prompt is not None:
+        if parse(prompt, strict=True).blind:
+            raise ValueError(f"--prompt {prompt!r}: blind prompts have no fixed degradation; use --setting realesrgan")
+        return lambda x, generator: degrade(x, prompt, generator, strict=True)
+    if setting == "none":
+        return lambda x, generator: (x, BLIND_PROMPT, {"pipeline": "none", "ops": []})
+    return get_degradation(setting)
+
+
 def build_bench(
     images: str | Path,
     output: str | Path,
@@ -88,24 +106,11 @@ def build_bench(
         The manifest.
     """
     from spire_ir.data import coco_items, folder_items
-    from spire_ir.degradations import get_degradation
 
-    if setting not in ("parameterized", "realesrgan", "none"):
-        raise ValueError(f"setting must be parameterized, realesrgan or none, got {setting!r}")
-    if prompt is not None and setting != "parameterized":
-        raise ValueError("--prompt fixes the parameterised degradation; use it with --setting parameterized")
-    if prompt is not None:
-        from spire_ir.degradations import degrade
-        from spire_ir.prompts import parse
-
-        if parse(prompt, strict=True).blind:
-            raise ValueError(
-                f"--prompt {prompt!r}: blind prompts have no fixed degradation; use --setting realesrgan"
-            )
+    degrade_item = _item_degradation(setting, prompt)
     items = coco_items(images, captions) if captions else folder_items(images)
     order = torch.randperm(len(items), generator=make_generator(derive_seed(seed, "bench-order")))
     output = Path(output)
-    degradation = get_degradation(setting) if setting != "none" else None
     entries, skipped = [], []
     for index in order.tolist():
         if len(entries) == n:
@@ -119,14 +124,8 @@ def build_bench(
         item_id = f"{len(entries):05d}-{path.stem}"
         generator = make_generator(derive_seed(seed, "bench", item_id))
         caption = texts[int(torch.randint(len(texts), (), generator=generator))] if texts else ""
-        if prompt is not None:
-            with torch.no_grad():
-                y, c_r, record = degrade(x, prompt, generator, strict=True)
-        elif degradation is None:
-            y, c_r, record = x, BLIND_PROMPT, {"pipeline": "none", "ops": []}
-        else:
-            with torch.no_grad():
-                y, c_r, record = degradation(x, generator)
+        with torch.no_grad():
+            y, c_r, record = degrade_item(x, generator)
         x_path, y_path = (
             save_image(x, output / "x" / f"{item_id}.png"),
             save_image(y, output / "y" / f"{item_id}.png"),
