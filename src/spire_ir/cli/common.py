@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger("spire_ir")
@@ -94,6 +95,21 @@ DEGRADE_MAX_PIXELS = 12_000_000
 
 # errors one bad input can raise; each is reported with the file's name and the batch goes on
 PER_FILE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MemoryError, RuntimeError)
+
+
+def run_batch(command: str, files: list[Path], process: Callable[[Path], None]) -> int:
+    """``process`` each file; a file that fails is reported with its name and skipped, and the rest go on.
+    Returns the exit status: 1 if any file failed, else 0."""
+    failures = 0
+    for path in files:
+        try:
+            process(path)
+        except PER_FILE_ERRORS as error:
+            failures += 1
+            report_failure(path, error)
+    if failures:
+        print(f"spire {command}: {failures} of {len(files)} file(s) failed", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def default_model() -> str:

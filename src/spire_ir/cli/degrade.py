@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from spire_ir.cli.common import (
     DEGRADE_MAX_PIXELS,
-    PER_FILE_ERRORS,
     CommandError,
     add_batch_options,
     input_files,
     output_stems,
-    report_failure,
+    run_batch,
     skip_existing,
 )
 
@@ -52,43 +50,38 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     else:
         mode = f"random:{args.random}"
 
-    failures = 0
     stems = output_stems(files)
-    for path in files:
+
+    def degrade_one(path: Path) -> None:
         target = output if single_file_out else output / f"{stems[path]}.png"
-        try:
-            guard_not_input(target, files)
-            if skip_existing([target], args.overwrite):
-                continue
-            loaded = load_image(path, max_pixels=args.max_pixels or DEGRADE_MAX_PIXELS)
-            image_seed = derive_seed(args.seed, path.name)
-            generator = make_generator(image_seed)
-            y, c_r, record = degrade_image(loaded.tensor, args.prompt, args.random, generator)
-            sidecar = {
-                "source": str(path),
-                "restoration_prompt": c_r,
-                "record": record,
-                "seed": args.seed,
-                "image_seed": image_seed,
-                "mode": mode,
-                "conversions": loaded.conversions,
-                "size": list(y.shape[-2:]),
-                "output_format": target.suffix.lower().lstrip("."),
-            }
-            if target.suffix.lower() in (".jpg", ".jpeg"):
-                sidecar["output_format"] = "jpeg quality 95 (lossy, not part of the restoration prompt)"
-            caption = path.with_suffix(".txt")
-            if caption.is_file():
-                sidecar["semantic_prompt"] = caption.read_text(encoding="utf-8").strip()
-            save_image(y, target)
-            save_json(sidecar, target.with_suffix(".json"))
-            print(f"{path} -> {target}  [{c_r}]")
-        except PER_FILE_ERRORS as error:
-            failures += 1
-            report_failure(path, error)
-    if failures:
-        print(f"spire degrade: {failures} of {len(files)} file(s) failed", file=sys.stderr)
-    return 1 if failures else 0
+        guard_not_input(target, files)
+        if skip_existing([target], args.overwrite):
+            return
+        loaded = load_image(path, max_pixels=args.max_pixels or DEGRADE_MAX_PIXELS)
+        image_seed = derive_seed(args.seed, path.name)
+        generator = make_generator(image_seed)
+        y, c_r, record = degrade_image(loaded.tensor, args.prompt, args.random, generator)
+        sidecar = {
+            "source": str(path),
+            "restoration_prompt": c_r,
+            "record": record,
+            "seed": args.seed,
+            "image_seed": image_seed,
+            "mode": mode,
+            "conversions": loaded.conversions,
+            "size": list(y.shape[-2:]),
+            "output_format": target.suffix.lower().lstrip("."),
+        }
+        if target.suffix.lower() in (".jpg", ".jpeg"):
+            sidecar["output_format"] = "jpeg quality 95 (lossy, not part of the restoration prompt)"
+        caption = path.with_suffix(".txt")
+        if caption.is_file():
+            sidecar["semantic_prompt"] = caption.read_text(encoding="utf-8").strip()
+        save_image(y, target)
+        save_json(sidecar, target.with_suffix(".json"))
+        print(f"{path} -> {target}  [{c_r}]")
+
+    return run_batch("degrade", files, degrade_one)
 
 
 def add_parsers(sub) -> None:

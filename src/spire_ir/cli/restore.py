@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from spire_ir.cli.common import (
-    PER_FILE_ERRORS,
     CommandError,
     add_batch_options,
     add_sampling_options,
@@ -15,7 +14,7 @@ from spire_ir.cli.common import (
     load_pipeline_for,
     output_stems,
     positive_int,
-    report_failure,
+    run_batch,
     skip_existing,
 )
 
@@ -187,16 +186,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     pipe, runtime = load_pipeline_for(args)
     settings = _sampler_settings(args)
     stems = output_stems(files)
-    failures = 0
-    for path in files:
-        try:
-            _restore_one(pipe, path, files, stems[path], args, settings, runtime)
-        except PER_FILE_ERRORS as error:
-            failures += 1
-            report_failure(path, error)
-    if failures:
-        print(f"spire restore: {failures} of {len(files)} file(s) failed", file=sys.stderr)
-    return 1 if failures else 0
+    return run_batch("restore", files, lambda path: _restore_one(pipe, path, files, stems[path], args, settings, runtime))
 
 
 def cmd_walk(args: argparse.Namespace) -> int:
