@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from spire_ir.degradations import DegradationConfig
 from spire_ir.prompts import restoration_prompt_variant
-from spire_ir.utils.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from spire_ir.utils.images import IMAGE_EXTENSIONS, ImageLoadError, load_image, quantize_8bit
 from spire_ir.utils.seeding import coin, derive_seed, make_generator, randint, uniform
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class SampleMaker:
             with torch.no_grad():
                 y, c_r, record = self.degradation(x, generator)
                 if c.quantize:
-                    y = (y.clamp(0, 1) * 255).round() / 255
+                    y = quantize_8bit(y)
             sample.update(y=y[0], c_r=restoration_prompt_variant(c_r, c.restoration_prompt), record=record)
         return sample
 

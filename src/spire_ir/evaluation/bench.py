@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from spire_ir.evaluation.metrics import MetricSettings
 from spire_ir.prompts import BLIND_PROMPT
-from spire_ir.utils.images import ImageLoadError, load_image, save_image, save_json
+from spire_ir.utils.images import ImageLoadError, load_image, quantize_8bit, save_image, save_json
 from spire_ir.utils.seeding import derive_seed, make_generator
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _center_square(image: torch.Tensor, size: int) -> torch.Tensor:
         crop = F.interpolate(
             crop, size=(size, size), mode="bicubic", antialias=side > size, align_corners=False
         )
-    return crop.clamp(0, 1).mul(255).round().div(255)  # the clean image is exactly what the PNG holds
+    return quantize_8bit(crop)  # the clean image is exactly what the PNG holds
 
 
 def _item_degradation(setting: str, prompt: str | None) -> Callable[[torch.Tensor, torch.Generator], tuple]:
@@ -308,7 +308,7 @@ def _restore_and_score(restore: Restorer, bar, bench: Path, output: Path, prompt
         c_s = item["c_s"] if use_semantic else ""
         c_r = item["c_r"] if use_restoration else BLIND_PROMPT
         with torch.no_grad():
-            restored = restore(y, c_s, c_r).clamp(0, 1).mul(255).round().div(255)  # scored as saved (8 bit)
+            restored = quantize_8bit(restore(y, c_s, c_r))  # scored as saved (8 bit)
         save_image(restored, output / "images" / f"{item['id']}.png")
         scores = {metric.name: _score(metric, restored, x, item["c_s"], unavailable) for metric in scorers}
         for name, value in scores.items():

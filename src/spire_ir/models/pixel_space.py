@@ -1,6 +1,6 @@
 """A lossless "autoencoder" for pixel-space models: space-to-depth and back.
 
-spire-tiny's second design (``../shared/reference/default-model-design.md`` §4) replaces the lossy VAE by
+spire-tiny's design replaces the lossy VAE by
 S = PixelUnshuffle(f): 3 × H × W -> 3f² × H/f × W/f, and S⁻¹ = PixelShuffle(f). It has no round-trip ceiling (the
 first recipe's f = 8 VAE lost 1-3 dB on every degraded input before any model ran), needs no colour fix, and costs
 nothing. It fills the ``vae/`` slot of a pipeline folder with the diffusers ``encode`` / ``decode`` interface:

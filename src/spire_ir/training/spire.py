@@ -352,6 +352,8 @@ class SpireTask:
         if not samples:
             return {}
         pipe = self.pipeline(model)
+        from spire_ir.evaluation.metrics import psnr
+
         rows, psnrs = [], []
         for index, sample in enumerate(samples):
             restored = pipe(
@@ -359,8 +361,7 @@ class SpireTask:
                 num_inference_steps=self.config.validation_steps, generator=torch.Generator().manual_seed(index),
                 output_type="pt",
             ).images[0]  # fmt: skip
-            mse = (restored - sample["x"]).pow(2).mean().clamp(min=1e-10)
-            psnrs.append(float(10 * torch.log10(1 / mse)))
+            psnrs.append(float(psnr(restored.unsqueeze(0), sample["x"].unsqueeze(0)).clamp(max=100)))
             rows.append(
                 ([sample["y"], restored, sample["x"]], f"c_s: {sample['c_s']!r}  c_r: {sample['c_r']!r}")
             )

@@ -122,8 +122,9 @@ class VaeTask:
             return {}
         x = torch.stack([s["x"] for s in samples]).to(model.device)
         recon = ((model.decode(model.encode(x * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
-        mse = (recon - x).pow(2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
-        psnr = float((10 * torch.log10(1 / mse)).mean())
+        from spire_ir.evaluation.metrics import psnr as psnr_db
+
+        psnr = float(psnr_db(recon, x).clamp(max=100).mean())
         rows = [([x[i], recon[i]], s["c_s"]) for i, s in enumerate(samples)]
         grid = save_image_grid(
             rows, ["input", "reconstruction"], run_dir / "validation" / f"step-{step:07d}.png"
