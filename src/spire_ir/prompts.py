@@ -55,23 +55,10 @@ class PromptWarning(UserWarning):
 _VERBS: dict[str, str] = {
     word: kind for kind, spec in OP_SPECS.items() for word in (spec.verb.lower(), *spec.aliases)
 }
-# Words allowed between the verb and the number; they carry no meaning for the parse.
-_FILLER = {
-    "with",
-    "a",
-    "the",
-    "sigma",
-    "σ",
-    "s",
-    "to",
-    "by",
-    "of",
-    "factor",
-    "x",
-    "quality",
-    "q",
-    "at",
-    "level",
+# Words allowed between the verb and the number; they carry no meaning for the parse. Each op's phrase and parameter
+# name are among them ("with sigma", "to", "with quality").
+_FILLER = {"a", "the", "σ", "s", "by", "of", "factor", "x", "q", "at", "level"} | {
+    word for spec in OP_SPECS.values() for word in (*spec.phrase.lower().split(), spec.param)
 }
 _NUMBER = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
 _NEGATIVE = re.compile(r"(?:^|[\s=:(])[-−]\s*\.?\d")
