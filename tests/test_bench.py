@@ -197,3 +197,70 @@ def test_two_processes_under_accelerate_launch_match_one(photos, tmp_path):
     assert one == two and len(one) == 6  # header + 5 items, merged from both processes
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["items"] == 5
+
+
+class _NumberFollower:
+    """A test restorer with the pipeline's call signature that obeys the prompt's number exactly: "Denoise with
+    sigma s" blurs with σ 10·s (more smoothing for larger s), "Deblur with sigma s" unsharp-masks with amount s."""
+
+    def __init__(self) -> None:
+        self.scheduler = None
+
+    def __call__(self, y, prompt, restoration_prompt, generator, output_type, **sampler):
+        from types import SimpleNamespace
+
+        from spire_ir import prompts
+        from spire_ir.ops.image import gaussian_blur
+
+        op = prompts.parse(restoration_prompt).ops[0]
+        if op.kind == "denoise":
+            out = gaussian_blur(y, 10 * op.value)
+        else:
+            out = (y + op.value * (y - gaussian_blur(y, 1.0))).clamp(0, 1)
+        return SimpleNamespace(images=out)
+
+
+def test_strength_walk_reads_a_model_that_follows_the_number_as_rho_one():
+    from spire_ir.evaluation.walks import STRENGTH_WALKS, strength_walk
+
+    clean = torch.cat([make_photo(48, 48, seed=i) for i in range(3)])
+    denoise = strength_walk(_NumberFollower(), clean, [""] * 3, "denoise")
+    deblur = strength_walk(_NumberFollower(), clean, [""] * 3, "deblur")
+    assert torch.tensor(denoise["energy"]).shape == (3, len(STRENGTH_WALKS["denoise"][1]))
+    assert denoise["spearman_per_image"] == pytest.approx([-1.0] * 3)
+    assert deblur["spearman_mean"] == pytest.approx(1.0)
+    assert min(denoise["energy_input"]) > max(denoise["energy_clean"])  # σ 0.10 noise adds high frequencies
+
+
+def test_bench_sweep_and_strength_on_a_model_folder(tmp_path, capsys):
+    """`spire bench sweep` scores the input as psnr() does and writes one PSNR/SSIM per (kind, K); `strength`
+    writes a ρ per image in [-1, 1] for each walk."""
+    from spire_ir.degradations import degrade
+    from spire_ir.evaluation.metrics import psnr
+    from spire_ir.testing import tiny_bridge_pipeline
+    from spire_ir.utils.images import load_image, quantize_8bit
+    from spire_ir.utils.seeding import make_generator
+
+    model = tmp_path / "model"
+    tiny_bridge_pipeline(seed=0).save_pretrained(str(model))
+    images = tmp_path / "clean"
+    for i in range(2):
+        save_image(make_photo(32, 32, seed=10 + i), images / f"{i}.png")
+    task = "Denoise with sigma 0.05"
+    out = tmp_path / "sweep.json"
+    assert main(["bench", "sweep", "--images", str(images), "--model", str(model), "--task", task,
+                 "--sweep-steps", "1,2", "-o", str(out)]) == 0  # fmt: skip
+    row = json.loads(out.read_text())["tasks"][task]
+    assert sorted(row) == sorted(["input_psnr", "input_ssim", "deterministic_K1_psnr", "deterministic_K1_ssim",
+                                  "deterministic_K2_psnr", "deterministic_K2_ssim", "stochastic_K2_psnr",
+                                  "stochastic_K2_ssim"])  # fmt: skip
+    clean = torch.cat([load_image(images / f"{i}.png").tensor for i in range(2)])
+    y = quantize_8bit(torch.cat([degrade(clean[i : i + 1], task, make_generator(i))[0] for i in range(2)]))
+    assert row["input_psnr"] == pytest.approx(float(psnr(y, clean).mean()))
+    strength = tmp_path / "strength.json"
+    assert main(["bench", "strength", "--images", str(images), "--model", str(model), "-o", str(strength)]) == 0
+    result = json.loads(strength.read_text())
+    for walk in ("denoise", "deblur"):
+        rhos = result[walk]["spearman_per_image"]
+        assert len(rhos) == 2 and all(rho is None or -1 <= rho <= 1 for rho in rhos)
+        assert len(result[walk]["energy"]) == 2 and len(result[walk]["energy"][0]) == 6

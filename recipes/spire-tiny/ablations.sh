@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Table 5 ablations of spire-tiny at one budget: the recipe's adaptor stage run for STEPS steps (default 600),
 # changing one thing each, all on the same frozen prior, data and seed; then PSNR / SSIM at K = 1 on the card tasks
-# (recipes/spire-tiny/sweep.py). Results: results/spire-tiny/ablations/NAME.json.
+# (spire bench sweep). Results: results/spire-tiny/ablations/NAME.json.
 #   bash recipes/spire-tiny/ablations.sh [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -9,6 +9,8 @@ STEPS=${1:-600}
 RUN=runs/spire-tiny-v2/ablations-$STEPS
 OUT=results/spire-tiny/ablations
 mkdir -p $OUT
+CARD_TASKS=(--task "Denoise with sigma 0.05" --task "Denoise with sigma 0.10" --task "Deblur with sigma 1.5"
+            --task "Deblur with sigma 2.5" --task "Dejpeg with quality 30" --task "Upsample to 4.0")
 declare -A CHANGES=(
   [ours]=""                                                   # the recipe: modulation, numeric channel, joint prior
   [frozen]="--set model.prior=frozen"                         # the paper's frozen prior
@@ -24,6 +26,6 @@ for name in ours frozen no-prior additive text-only without-params; do
     spire train recipes/spire-tiny/adaptor.yaml --set max_steps=$STEPS --set optim.warmup_steps=50 \
       --set output_dir=$RUN/$name --set progress=false ${CHANGES[$name]} "${resume[@]}"
   fi
-  [ -f $OUT/$name-$STEPS.json ] || python recipes/spire-tiny/sweep.py --model $RUN/$name/pipeline --steps 1 \
-    --kinds deterministic -o $OUT/$name-$STEPS.json
+  [ -f $OUT/$name-$STEPS.json ] || spire bench sweep --images data/spire-mini/eval/photos \
+    --model $RUN/$name/pipeline "${CARD_TASKS[@]}" --sweep-steps 1 --kinds deterministic -o $OUT/$name-$STEPS.json
 done

@@ -1,19 +1,14 @@
-"""The strength and semantic measurements of spire-tiny's model card (the rest are `spire bench` runs).
+"""The semantic measurement of spire-tiny's model card (the rest are `spire bench` runs, the strength walk
+`spire bench strength`).
 
-    python recipes/spire-tiny/eval.py strength --model spire-tiny -o results/strength.json
     python recipes/spire-tiny/eval.py semantic --model spire-tiny --grid semantic.png -o results/semantic.json
 
-* ``strength``: the paper's Fig. 7. Evaluation photos with noise σ = 0.10 are restored with "Denoise with sigma s"
-  for s in {0.02, 0.04, 0.08, 0.12, 0.16, 0.24}; the residual high-frequency energy of the output (mean square of
-  output − Gaussian blur σ = 1.5 of it) should fall as s grows: Spearman ρ(s, energy) per image, averaged. The same
-  for blur σ = 2.0 and "Deblur with sigma s", s in {0.5, 1.0, 1.5, 2.0, 3.0, 4.0}, where sharpening more should
-  raise the energy (ρ > 0).
 * ``semantic``: the paper's Fig. 6 at small scale. A small CNN is trained on clean single-shape scenes (seed 5000,
   never used elsewhere) to name the shape (circle, square, triangle, star). Held-out single-shape scenes (seed
   3000) are heavily degraded, then restored with the true caption, with "" and with the caption naming a wrong
   shape; we report the classifier's accuracy on each, and how often it names the wrong caption's shape.
 
-Both sample with the model folder's defaults unless ``--steps`` / ``--guidance`` / ``--strength`` say otherwise.
+It samples with the model folder's defaults unless ``--steps`` / ``--guidance`` / ``--strength`` say otherwise.
 """
 
 from __future__ import annotations
@@ -27,8 +22,6 @@ import torch
 import torch.nn.functional as F
 
 EVAL = Path("data/spire-mini/eval")
-NOISE_STEPS = (0.02, 0.04, 0.08, 0.12, 0.16, 0.24)
-BLUR_STEPS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 SEMANTIC_DEGRADATION = "Deblur with sigma 3.0, Upsample to 4.0, Denoise with sigma 0.15"
 
 
@@ -43,53 +36,12 @@ def _folder(path: Path) -> tuple[torch.Tensor, list[str], list[str]]:
     return images, captions, [f.stem for f in files]
 
 
-def _spearman(a: list[float], b: list[float]) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
-
-
 def _pipeline(model: str):
     from spire_ir.pipeline import SpirePipeline
 
     pipe = SpirePipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def _high_frequency_energy(image: torch.Tensor) -> torch.Tensor:
-    from spire_ir.ops.image import gaussian_blur
-
-    return (image - gaussian_blur(image, 1.5)).pow(2).mean(dim=(1, 2, 3))
-
-
-def cmd_strength(args: argparse.Namespace) -> dict:
-    from spire_ir.degradations import degrade
-    from spire_ir.utils.seeding import make_generator
-
-    pipe = _pipeline(args.model)
-    x, captions, names = _folder(EVAL / "photos")
-    out: dict = {"model": args.model, "steps": args.steps, "strength": args.strength, "images": names}
-    for task, given, values, template in (
-        ("denoise", "Denoise with sigma 0.10", NOISE_STEPS, "Denoise with sigma {:.2f}"),
-        ("deblur", "Deblur with sigma 2.0", BLUR_STEPS, "Deblur with sigma {:.1f}"),
-    ):
-        y = torch.cat([degrade(x[i : i + 1], given, make_generator(i))[0] for i in range(len(x))])
-        energies = []
-        for value in values:
-            restored = pipe(y, prompt=captions, restoration_prompt=template.format(value),
-                            num_inference_steps=args.steps, strength=args.strength,
-                            generator=torch.Generator().manual_seed(0), output_type="pt").images.float()  # fmt: skip
-            energies.append(_high_frequency_energy(restored))
-        energy = torch.stack(energies, dim=1)  # (images, values)
-        rhos = [_spearman(list(values), energy[i].tolist()) for i in range(len(x))]
-        out[task] = {
-            "input": given, "prompts": [template.format(v) for v in values],
-            "energy_input": [float(e) for e in _high_frequency_energy(y)],
-            "energy_clean": [float(e) for e in _high_frequency_energy(x)],
-            "energy": energy.tolist(), "spearman_per_image": rhos, "spearman_mean": sum(rhos) / len(rhos),
-        }  # fmt: skip
-    return out
 
 
 SHAPES = ("circle", "square", "triangle", "star")
@@ -216,10 +168,6 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("strength")
-    p.add_argument("--model", default="spire-tiny")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model folder's)")
-    p.add_argument("--strength", type=float, default=None, help="the sampler's (default: the model folder's)")
     p = sub.add_parser("semantic")
     p.add_argument("--model", default="spire-tiny")
     p.add_argument("--strength", type=float, default=None, help="the sampler's (default: the model folder's)")
@@ -230,7 +178,7 @@ def main() -> None:
     for p in sub.choices.values():
         p.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
-    commands = {"strength": cmd_strength, "semantic": cmd_semantic}
+    commands = {"semantic": cmd_semantic}
     result = commands[args.command](args)
     from spire_ir.utils.images import save_json
 

@@ -37,13 +37,16 @@ done
 spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/reports/blind
 
 # K and the step kind (empty semantic prompt)
-[ -f $OUT/sweep-k.json ] || python recipes/spire-tiny/sweep.py --model "$MODEL" --steps 1,2,4 -o $OUT/sweep-k.json
+CARD_TASKS=(--task "Denoise with sigma 0.05" --task "Denoise with sigma 0.10" --task "Deblur with sigma 1.5"
+            --task "Deblur with sigma 2.5" --task "Dejpeg with quality 30" --task "Upsample to 4.0")
+[ -f $OUT/sweep-k.json ] || spire bench sweep --images $EVAL --model "$MODEL" "${CARD_TASKS[@]}" --sweep-steps 1,2,4 \
+  -o $OUT/sweep-k.json
 
 # speed and memory at default settings (2 threads)
 python benchmarks/spire_tiny.py --threads 2 | tee $OUT/speed.txt
 
 # strength control (Fig. 7) and semantic prompting (Fig. 6)
-python recipes/spire-tiny/eval.py strength --model "$MODEL" -o $OUT/strength.json
+spire bench strength --images $EVAL --model "$MODEL" --captions -o $OUT/strength.json
 python recipes/spire-tiny/eval.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
 spire degrade $EVAL/chelsea.png -o $OUT/chelsea-noise010.png --prompt "Denoise with sigma 0.10" --seed 0
 spire walk $OUT/chelsea-noise010.png --model "$MODEL" -p "a tabby cat looking to the side" -r "Denoise with sigma {}" \

@@ -76,6 +76,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 args.prompt,
             )
             print(f"{len(manifest['items'])} items ({args.setting}) -> {args.output}")
+        elif args.bench_command in ("strength", "sweep"):
+            from spire_ir.utils.images import save_json
+
+            save_json(_walk_command(args), Path(args.output))
         elif args.bench_command == "run":
             from spire_ir.evaluation.bench import MethodOptions, run_bench
 
@@ -192,10 +196,80 @@ def _add_bench_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run folder")
     p.set_defaults(func=cmd_bench)
+    p = bench_sub.add_parser(
+        "strength", help="the strength walk (paper Fig. 7): does the output follow the prompt's number?",
+        description="Degrade each image once (noise σ 0.10 / blur σ 2.0), restore it with the op at six values, "
+        "and report Spearman ρ between the value and the output's high-frequency energy (denoise: ρ → −1, "
+        "deblur: ρ → +1).",
+    )  # fmt: skip
+    _add_walk_inputs(p)
+    p.add_argument("--task", default="denoise,deblur", help="comma-separated: denoise, deblur")
+    p.add_argument("--strength", type=float, default=None, help="the fraction of the restoration applied")
+    p.set_defaults(func=cmd_bench)
+    p = bench_sub.add_parser(
+        "sweep", help="PSNR / SSIM per task prompt for several step counts K (and step kinds)",
+        description="Degrade image i with each task prompt and seed i (8-bit), restore it with that prompt at each "
+        "K, with the deterministic and (for a ResShift model) the stochastic step.",
+    )  # fmt: skip
+    _add_walk_inputs(p)
+    p.add_argument("--task", action="append", required=True, help='a task prompt, e.g. "Denoise with sigma 0.05" '
+                   "(repeatable)")  # fmt: skip
+    p.add_argument("--sweep-steps", default="1,2,4,8", help="comma-separated K values")
+    p.add_argument("--kinds", default="deterministic,stochastic", help="step kinds (stochastic: ResShift only)")
+    p.set_defaults(func=cmd_bench)
     p = bench_sub.add_parser("report", help="Table-1-style table, strength plots and a comparison grid")
     p.add_argument("runs", nargs="+", help="finished run folders on the same bench")
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=cmd_bench)
+
+
+def _add_walk_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="a folder of clean images of one size (NAME.txt captions)")
+    p.add_argument("--model", default=None, help="pipeline folder (default: spire-tiny)")
+    p.add_argument("--captions", action="store_true", help="semantic prompt = each image's caption (default: empty)")
+    add_steps_and_guidance(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="results JSON")
+
+
+def _walk_images(folder: str, captions: bool):
+    """(N, 3, H, W) clean images of one size and their captions ("" unless ``captions``)."""
+    import torch
+
+    from spire_ir.data import folder_items
+    from spire_ir.utils.images import load_image
+
+    items = folder_items(folder)
+    images = [load_image(path).tensor for path, _ in items]
+    sizes = {tuple(image.shape[-2:]) for image in images}
+    if len(sizes) > 1:
+        raise ValueError(f"{folder}: images of {len(sizes)} sizes; crop them to one (e.g. a bench's x/ folder)")
+    return torch.cat(images), [texts[0] if captions else "" for _, texts in items]
+
+
+def _walk_command(args: argparse.Namespace) -> dict:
+    from spire_ir.app import load_pipeline
+    from spire_ir.evaluation.walks import step_sweep, strength_walk
+
+    clean, captions = _walk_images(args.images, args.captions)
+    pipe, runtime = load_pipeline(args.model or "spire-tiny", "auto")
+    pipe.set_progress_bar_config(disable=True)
+    sampler = {"guidance_scale": args.guidance if args.guidance is not None else float(pipe.config.default_guidance)}
+    out = {"model": args.model or "spire-tiny", "images": args.images, "captions": args.captions, **runtime}
+    if args.bench_command == "strength":
+        sampler["num_inference_steps"] = args.steps or int(pipe.config.default_steps)
+        sampler["strength"] = args.strength if args.strength is not None else float(pipe.config.default_strength)
+        for task in args.task.split(","):
+            out[task] = strength_walk(pipe, clean, captions, task.strip(), seed=args.seed, **sampler)
+            rho = out[task]["spearman_mean"]
+            print(f"{task}: Spearman ρ {'undefined (the output ignores the value)' if rho is None else f'{rho:+.3f}'}")
+    else:
+        steps = tuple(int(k) for k in args.sweep_steps.split(","))
+        out["tasks"] = step_sweep(pipe, clean, captions, args.task, steps, tuple(args.kinds.split(",")),
+                                  seed=args.seed, **sampler)  # fmt: skip
+        for task, row in out["tasks"].items():
+            print(task, ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    return {**out, "sampler": sampler}
 
 
 def _add_convert_parser(sub) -> None:
