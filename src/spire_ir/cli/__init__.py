@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("restore", "walk", "web") and args.model is None:
             args.model = default_model()  # before the heavy imports below: a broken install is told at once
-        if not args.verbose and args.command in ("restore", "walk", "new-model", "train", "train-vae", "train-base"):
+        if not args.verbose and args.command in ("restore", "walk", "new-model", "train", "train-vae", "train-base", "bench"):
             _quiet_libraries()
         return int(args.func(args) or 0)
     except CommandError as error:
