@@ -17,6 +17,7 @@ class CommandError(Exception):
 
 
 def input_files(path: Path) -> list[Path]:
+    """The image files of INPUT: the file itself, or the images of a folder (sorted)."""
     from spire_ir.utils.images import list_images
 
     if not path.exists():
@@ -32,6 +33,7 @@ def input_files(path: Path) -> list[Path]:
 
 
 def report_failure(path: Path, error: BaseException) -> None:
+    """One stderr line for a skipped file; out-of-memory errors say how to fit the image."""
     if isinstance(error, MemoryError) or "memory" in str(error).lower():
         error = RuntimeError(
             f"out of memory ({type(error).__name__}: {str(error)[:200]}); restore it in tiles (--tile 512, or "
