@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from spire_ir.data import DataConfig, fixed_samples
-from spire_ir.models.autoencoder import from_model_latents, to_model_latents
+from spire_ir.models.autoencoder import from_model_latents
 from spire_ir.models.text import encode_text
-from spire_ir.training.loop import LoopConfig, move, run_loop
+from spire_ir.training.loop import LoopConfig, diffusion_target, frozen_dtype, move, run_loop, sample_latents
 
 __all__ = ["BaseTask", "BaseTrainConfig", "BaseUNetConfig", "sample_base", "train_base"]
 
@@ -199,9 +199,8 @@ class BaseTask:
             self.trainable.enable_gradient_checkpointing()
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
-        frozen_dtype = dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
-        move(self.vae, device, frozen_dtype)
-        move(self.text_encoder, device, frozen_dtype)
+        move(self.vae, device, frozen_dtype(device, dtype))
+        move(self.text_encoder, device, frozen_dtype(device, dtype))
         self.trainable.to(device)
 
     def sample_sigmas(self, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -217,10 +216,8 @@ class BaseTask:
 
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         device = model.device
+        latents = sample_latents(self.vae, batch["x"], generator, device)
         with torch.no_grad():
-            posterior = self.vae.encode(batch["x"].to(device, self.vae.dtype) * 2 - 1).latent_dist
-            noise_z = torch.randn(posterior.mean.shape, generator=generator).to(device, posterior.mean.dtype)
-            latents = to_model_latents(self.vae, (posterior.mean + posterior.std * noise_z).float())
             embeds = encode_text(self.tokenizer, self.text_encoder, batch["c_s"], device)
         noise = torch.randn(latents.shape, generator=generator).to(device)
         if self.denoise:
@@ -236,11 +233,7 @@ class BaseTask:
         prediction = model(
             self.scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=embeds.to(model.dtype)
         ).sample
-        if self.scheduler.config.prediction_type == "v_prediction":
-            target = self.scheduler.get_velocity(latents, noise, t)
-        else:
-            target = noise
-        return F.mse_loss(prediction.float(), target.float())
+        return F.mse_loss(prediction.float(), diffusion_target(self.scheduler, latents, noise, t).float())
 
     def validate(self, model, step: int, run_dir: Path) -> dict[str, Any]:
         from spire_ir.utils.images import save_image_grid

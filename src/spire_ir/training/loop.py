@@ -145,6 +145,28 @@ def move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> N
         module.to(dtype)
 
 
+def frozen_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the frozen modules run in: the mixed-precision one, but fp32 for fp16 on CPU (slow and inexact)."""
+    return dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
+
+
+def sample_latents(vae, images: torch.Tensor, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A posterior sample of the VAE in model units (float32), without gradients. images: (B, 3, H, W) in [0, 1]."""
+    from spire_ir.models.autoencoder import to_model_latents
+
+    with torch.no_grad():
+        posterior = vae.encode(images.to(device, vae.dtype) * 2 - 1).latent_dist
+        noise = torch.randn(posterior.mean.shape, generator=generator).to(device)
+        return to_model_latents(vae, posterior.mean.float() + posterior.std.float() * noise)
+
+
+def diffusion_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the network predicts: v for a v-prediction scheduler (SD 2.x 768), else ε."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, t)
+    return noise
+
+
 def _lr_lambda(optim: OptimConfig, max_steps: int):
     def factor(step: int) -> float:
         if optim.warmup_steps and step < optim.warmup_steps:

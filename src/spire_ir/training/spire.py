@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from spire_ir.data import fixed_samples
 from spire_ir.models.adaptor import SpireAdaptor, modulate_unet
-from spire_ir.models.autoencoder import latent_pixel_weights, to_model_latents, vae_scale_factor
+from spire_ir.models.autoencoder import latent_pixel_weights, vae_scale_factor
 from spire_ir.models.text import encode_text
-from spire_ir.training.loop import LoopConfig, move, run_loop
+from spire_ir.training.loop import LoopConfig, diffusion_target, frozen_dtype, move, run_loop, sample_latents
 
 __all__ = [
     "ModelConfig",
@@ -140,13 +140,7 @@ def spire_loss(
     """
     vae, unet, scheduler = parts.vae, parts.unet, parts.scheduler
     device, dtype = unet.device, unet.dtype
-    x = batch["x"].to(device, vae.dtype)
-    with torch.no_grad():
-        posterior = vae.encode(x * 2 - 1).latent_dist
-        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
-            device
-        )
-        latents = to_model_latents(vae, latents.float())
+    latents = sample_latents(vae, batch["x"], generator, device)
     e_s, e_r = parts.encode_prompts(batch, device, dtype)
     noise = torch.randn(latents.shape, generator=generator).to(device)
     t = sample_timesteps(latents.shape[0], scheduler, generator, max_timestep).to(device)
@@ -157,10 +151,7 @@ def spire_loss(
     )
     with modulate_unet(unet, modulation.to(dtype)):
         prediction = unet(noisy.to(dtype), t, encoder_hidden_states=e_s).sample
-    if scheduler.config.prediction_type == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, t)
-    else:
-        target = noise
+    target = diffusion_target(scheduler, latents, noise, t)
     if loss_weights is None:
         return F.mse_loss(prediction.float(), target.float())
     error = (prediction.float() - target.float()).pow(2).mean(dim=(0, 2, 3))
@@ -320,9 +311,8 @@ class SpireTask:
         return model.unet if isinstance(model, AdaptorAndPrior) else self.parts.unet
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
-        frozen_dtype = dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
         for module in self.parts.modules():
-            move(module, device, frozen_dtype)
+            move(module, device, frozen_dtype(device, dtype))
         self.trainable.to(device)
 
     def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
