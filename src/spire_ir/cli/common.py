@@ -4,12 +4,9 @@ options several commands take."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-
-logger = logging.getLogger("spire_ir")
 
 
 class CommandError(Exception):
