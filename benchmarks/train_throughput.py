@@ -48,12 +48,14 @@ def parts_for(preset: str, device: str, dtype: torch.dtype):
 def measure(
     preset: str, resolution: int, batch: int, steps: int, device: str, dtype: torch.dtype, checkpointing: bool
 ):
-    from spire_ir.training.spire import spire_loss
+    from spire_ir.training.spire import FrozenParts, spire_loss
+    from spire_ir.utils.seeding import SampleRandom
 
-    parts = parts_for(preset, device, dtype)
-    adaptor = parts.pop("adaptor")
+    components = parts_for(preset, device, dtype)
+    adaptor = components.pop("adaptor")
+    parts = FrozenParts(**components, sampling_scheduler=components["scheduler"])
     if checkpointing:
-        parts["unet"].enable_gradient_checkpointing()
+        parts.unet.enable_gradient_checkpointing()
         adaptor.controlnet.enable_gradient_checkpointing()
     optimiser = torch.optim.AdamW(adaptor.parameters(), lr=1e-5)
     generator = torch.Generator().manual_seed(0)
@@ -66,7 +68,7 @@ def measure(
 
     def step():
         with torch.autocast(device_type=device, dtype=dtype, enabled=dtype != torch.float32):
-            loss = spire_loss(parts, adaptor, data, generator)
+            loss = spire_loss(parts, adaptor, data, SampleRandom(0, range(batch)))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -119,11 +121,11 @@ def measure_recipe(stage: str, steps: int, overrides: list[str]) -> None:
         optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         loader, _ = build_dataloader(config.data, config.batch_size)
         batches = iter(loader)
-        generator = torch.Generator().manual_seed(0)
         times = []
         for _ in range(steps + 1):  # the first step is warm-up
             started = time.perf_counter()
-            loss = task.loss(model, next(batches), generator)
+            batch = next(batches)
+            loss = task.loss(model, batch, SampleRandom(0, batch["key"]))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -181,7 +181,7 @@ def test_classical_denoising_beats_identity_when_told_sigma():
 
 
 @pytest.mark.slow
-def test_two_processes_under_accelerate_launch_match_one(photos, tmp_path):
+def test_two_processes_score_disjoint_shares_that_cover_the_bench_and_merge_as_one(photos, tmp_path):
     import subprocess
     import sys
 
@@ -189,14 +189,18 @@ def test_two_processes_under_accelerate_launch_match_one(photos, tmp_path):
     assert main([*build, "--prompt", "Denoise with sigma 0.05", "-o", str(tmp_path / "b")]) == 0
     run = ["bench", "run", str(tmp_path / "b"), "--method", "classical", "--metrics", "psnr,ssim"]
     assert main([*run, "-o", str(tmp_path / "one")]) == 0
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "spire_ir"]  # fmt: skip
+    # the documented CPU launch line (docs/evaluation.md)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spire_ir"]
     subprocess.run([*launch, *run, "-o", str(tmp_path / "two")], check=True, capture_output=True, timeout=300)
     one = sorted((tmp_path / "one" / "metrics.csv").read_text().splitlines())
     two = sorted((tmp_path / "two" / "metrics.csv").read_text().splitlines())
     assert one == two and len(one) == 6  # header + 5 items, merged from both processes
-    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
-    assert summary["items"] == 5
+    shares = [json.loads((tmp_path / "two" / "processes" / f"{r}.json").read_text()) for r in range(2)]
+    assert [s["processes"] for s in shares] == [2, 2]
+    first, second = (set(s["items"]) for s in shares)
+    assert first and second and not first & second  # each process scored its own items ...
+    assert first | second == {i["id"] for i in json.loads((tmp_path / "b" / "manifest.json").read_text())["items"]}
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2
 
 
 class _NumberFollower:

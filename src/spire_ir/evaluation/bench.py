@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from spire_ir.evaluation.metrics import MetricSettings
 from spire_ir.prompts import BLIND_PROMPT
+from spire_ir.utils.distributed import cpu_launch
 from spire_ir.utils.images import ImageLoadError, load_image, quantize_8bit, save_image, save_json
 from spire_ir.utils.seeding import derive_seed, make_generator
 
@@ -380,11 +381,14 @@ def run_bench(
     restore, method_settings = METHODS[method](options)
     unavailable: dict[str, str] = {}
     scorers, set_metrics = _scorers(metrics, crop_border, settings, unavailable)
-    state = PartialState()
+    state = PartialState(cpu=cpu_launch())
     mine = manifest["items"][state.process_index :: state.num_processes]
     todo = [item for item in mine if not (output / "items" / f"{item['id']}.json").is_file()]
     bar = tqdm(todo, desc=f"{method}", disable=not (progress and state.is_main_process), dynamic_ncols=True)
     _restore_and_score(restore, bar, bench, output, prompts_mode, scorers, unavailable)
+    # which process scored what in this launch (the check that the shares are disjoint and cover the bench)
+    share = {"process": state.process_index, "processes": state.num_processes, "items": [i["id"] for i in todo]}
+    save_json(share, output / "processes" / f"{state.process_index}.json")
     state.wait_for_everyone()
     if not state.is_main_process:
         return {}
@@ -393,6 +397,7 @@ def run_bench(
     summary = {
         "bench": str(bench), "setting": manifest["setting"], "items": len(manifest["items"]), "method": method,
         "model": method_settings.pop("model", None), "prompts": prompts_mode, "settings": method_settings,
+        "processes": state.num_processes,
         "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
         "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": _versions(),
     }  # fmt: skip

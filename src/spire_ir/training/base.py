@@ -29,6 +29,7 @@ from spire_ir.data import DataConfig, fixed_samples
 from spire_ir.models.autoencoder import from_model_latents
 from spire_ir.models.text import encode_text
 from spire_ir.training.loop import LoopConfig, diffusion_target, frozen_dtype, move, run_loop, sample_latents
+from spire_ir.utils.seeding import SampleRandom
 
 __all__ = ["BaseTask", "BaseTrainConfig", "BaseUNetConfig", "sample_base", "train_base"]
 
@@ -203,33 +204,30 @@ class BaseTask:
         move(self.text_encoder, device, frozen_dtype(device, dtype))
         self.trainable.to(device)
 
-    def sample_sigmas(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """(batch,) noise levels: p·U[0, σ_u] + (1 − p)·LogU[low, high] (``model.objective: denoise``)."""
+    def sample_sigmas(self, rng: SampleRandom) -> torch.Tensor:
+        """(B,) noise levels, one per sample of ``rng``: p·U[0, σ_u] + (1 − p)·LogU[low, high]
+        (``model.objective: denoise``)."""
         m = self.config.model
         low, high = m.sigma_log_range
-        uniform = torch.rand(batch, generator=generator) * m.sigma_uniform_max
-        log_uniform = torch.exp(
-            torch.empty(batch).uniform_(math.log(low), math.log(high), generator=generator)
-        )
-        pick = torch.rand(batch, generator=generator) < m.p_sigma_uniform
+        uniform = rng.rand() * m.sigma_uniform_max
+        log_uniform = torch.exp(math.log(low) + (math.log(high) - math.log(low)) * rng.rand())
+        pick = rng.rand() < m.p_sigma_uniform
         return torch.where(pick, uniform, log_uniform)
 
-    def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
+    def loss(self, model, batch: dict, rng: SampleRandom) -> torch.Tensor:
         device = model.device
-        latents = sample_latents(self.vae, batch["x"], generator, device)
+        latents = sample_latents(self.vae, batch["x"], rng, device)
         with torch.no_grad():
             embeds = encode_text(self.tokenizer, self.text_encoder, batch["c_s"], device)
-        noise = torch.randn(latents.shape, generator=generator).to(device)
+        noise = rng.randn(latents.shape).to(device)
         if self.denoise:
             from spire_ir.schedulers import noise_timestep
 
-            sigma = self.sample_sigmas(latents.shape[0], generator).to(device)
+            sigma = self.sample_sigmas(rng).to(device)
             noisy = latents + sigma.view(-1, 1, 1, 1) * noise
             residual = model(noisy, noise_timestep(sigma), encoder_hidden_states=embeds.to(model.dtype)).sample
             return F.l1_loss(noisy + residual.float(), latents)
-        t = torch.randint(
-            0, self.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
-        ).to(device)
+        t = rng.randint(0, self.scheduler.config.num_train_timesteps).to(device)
         prediction = model(
             self.scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=embeds.to(model.dtype)
         ).sample

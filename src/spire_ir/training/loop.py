@@ -4,9 +4,11 @@ A plain accelerate loop (single process, or ``accelerate launch`` for DDP): accu
 steps → AdamW step → LR schedule. What differs between the three commands lives in a small ``Task`` object: the
 trainable module, the loss, validation and the final export.
 
-Reproducibility: the noise, timesteps and VAE samples of micro-step i on process r draw from a generator seeded
-with ``(seed, i, r)``, the data stream is a function of the batch index, and the LR schedule is a function of the
-step, so a checkpoint holding (step, model, optimiser) resumes a run exactly; on CPU, bitwise.
+Reproducibility: the noise, timestep and VAE sample of each training sample draw from a generator seeded with
+``(seed, the sample's key)`` (``SampleRandom``), the data stream is a function of the batch index, and the LR
+schedule is a function of the step, so a checkpoint holding (step, batches read, model, optimiser) resumes a run
+exactly; on CPU, bitwise. Because no draw depends on the process or the batch it falls in, N processes with
+batch B train as one process with batch N·B does, up to the float rounding of the gradient all-reduce.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from spire_ir.training.checkpoint import (
     save_checkpoint,
 )
 from spire_ir.utils.config import save_config
-from spire_ir.utils.seeding import derive_seed, make_generator
+from spire_ir.utils.distributed import cpu_launch
+from spire_ir.utils.seeding import SampleRandom
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +135,7 @@ class Task(Protocol):
     trainable: torch.nn.Module
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None: ...
-    def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor: ...
+    def loss(self, model: torch.nn.Module, batch: dict, rng: SampleRandom) -> torch.Tensor: ...
     def validate(self, model: torch.nn.Module, step: int, run_dir: Path) -> dict[str, Any]: ...
     def export(self, model: torch.nn.Module, run_dir: Path) -> Path: ...
 
@@ -150,13 +153,14 @@ def frozen_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     return dtype if device.type != "cpu" or dtype == torch.bfloat16 else torch.float32
 
 
-def sample_latents(vae, images: torch.Tensor, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """A posterior sample of the VAE in model units (float32), without gradients. images: (B, 3, H, W) in [0, 1]."""
+def sample_latents(vae, images: torch.Tensor, rng: SampleRandom, device: torch.device) -> torch.Tensor:
+    """A posterior sample of the VAE in model units (float32), without gradients. images: (B, 3, H, W) in [0, 1];
+    ``rng`` holds one generator per image."""
     from spire_ir.models.autoencoder import to_model_latents
 
     with torch.no_grad():
         posterior = vae.encode(images.to(device, vae.dtype) * 2 - 1).latent_dist
-        noise = torch.randn(posterior.mean.shape, generator=generator).to(device)
+        noise = rng.randn(posterior.mean.shape).to(device)
         return to_model_latents(vae, posterior.mean.float() + posterior.std.float() * noise)
 
 
@@ -218,6 +222,13 @@ class _Run:
     ema: EMA | None
     step: int
     run_dir: Path
+    batches: int = 0  # data batches read on this process (a batch of only undecodable files trains no step)
+    samples_seen: int = 0  # training samples over all processes
+    skipped: int = 0  # undecodable files skipped so far
+
+    def state(self) -> dict[str, int]:
+        """What trainer_state.json keeps besides the step: the data position and the counters."""
+        return {"batches": self.batches, "samples_seen": self.samples_seen, "skipped": self.skipped}
 
     @property
     def main(self) -> bool:
@@ -231,6 +242,7 @@ def _start(config: LoopConfig, task: Task, argv: list[str] | None, resume: str |
     run_dir = Path(config.output_dir)
     log_with = "tensorboard" if _has_tensorboard() else None
     accelerator = Accelerator(
+        cpu=cpu_launch(),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
         log_with=log_with,
@@ -247,20 +259,23 @@ def _start(config: LoopConfig, task: Task, argv: list[str] | None, resume: str |
     model.train()
     optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], config.optim)
     ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
-    step = 0
+    state = {"step": 0}
     if resume:
         checkpoint = latest_checkpoint(run_dir) if resume == "latest" else Path(resume)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume latest: no checkpoint-* folder in {run_dir}")
-        step = load_checkpoint(checkpoint, model, optimizer, ema)["step"]
-        logger.info("resumed from %s at step %d", checkpoint, step)
+        state = load_checkpoint(checkpoint, model, optimizer, ema)
+        logger.info("resumed from %s at step %d", checkpoint, state["step"])
+    step = state["step"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.optim, config.max_steps))
     with warnings.catch_warnings():  # fast-forward the schedule (a function of the step) without an optimiser step
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(step):
             scheduler.step()
     model, optimizer = accelerator.prepare(model, optimizer)
-    return _Run(accelerator, model, optimizer, scheduler, ema, step, run_dir)
+    batches = state.get("batches", step * config.gradient_accumulation_steps)  # older checkpoints lack it
+    counters = {"samples_seen": state.get("samples_seen", 0), "skipped": state.get("skipped", 0)}
+    return _Run(accelerator, model, optimizer, scheduler, ema, step, run_dir, batches, **counters)
 
 
 def _after_step(run: _Run, config: LoopConfig, task: Task, values: dict, last: int) -> None:
@@ -270,19 +285,19 @@ def _after_step(run: _Run, config: LoopConfig, task: Task, values: dict, last: i
         accelerator.log(values, step=step)
         if run.main:
             _append_metrics(run.run_dir, step, values)
-        if values["skipped_files"]:
-            logger.warning("%d undecodable file(s) skipped so far", values["skipped_files"])
+        if run.skipped:
+            logger.warning("%d undecodable file(s) skipped so far", run.skipped)
     if run.main and config.checkpoint_every and step % config.checkpoint_every == 0:
         save_checkpoint(
-            run.run_dir, step, accelerator.unwrap_model(run.model), run.optimizer.optimizer,
-            {"skipped": values["skipped_files"]}, ema=None if run.ema is None else run.ema.state_dict(),
+            run.run_dir, step, accelerator.unwrap_model(run.model), run.optimizer.optimizer, run.state(),
+            ema=None if run.ema is None else run.ema.state_dict(),
         )  # fmt: skip
         prune_checkpoints(run.run_dir, config.keep_checkpoints)
     if run.main and config.validate_every and step % config.validate_every == 0:
         _validate(task, accelerator, run.model, step, run.run_dir, run.ema)
 
 
-def _finish(run: _Run, config: LoopConfig, task: Task, skipped: int) -> Path:
+def _finish(run: _Run, config: LoopConfig, task: Task) -> Path:
     """Validate (unless the last step did), export with the EMA weights, write summary.json."""
     run.accelerator.wait_for_everyone()
     exported = run.run_dir
@@ -292,7 +307,7 @@ def _finish(run: _Run, config: LoopConfig, task: Task, skipped: int) -> Path:
         unwrapped = run.accelerator.unwrap_model(run.model)
         with run.ema.applied(unwrapped) if run.ema is not None else contextlib.nullcontext():
             exported = task.export(unwrapped, run.run_dir)
-        summary = {"steps": run.step, "skipped_files": skipped}
+        summary = {"steps": run.step, "samples_seen": run.samples_seen, "skipped_files": run.skipped}
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     run.accelerator.end_training()
     return exported
@@ -310,31 +325,30 @@ def run_loop(
         resume: None, "latest", or a checkpoint folder.
     """
     run = _start(config, task, argv, resume)
-    accelerator, model, accumulation = run.accelerator, run.model, config.gradient_accumulation_steps
+    accelerator, model = run.accelerator, run.model
     loader, size = build_dataloader(
-        config.data, config.batch_size, start_batch=run.step * accumulation,
+        config.data, config.batch_size, start_batch=run.batches,
         rank=accelerator.process_index, world_size=accelerator.num_processes,
     )  # fmt: skip
     if run.main and size is not None:
         logger.info("%d training items", size)
-    skipped, micro = 0, run.step * accumulation
     progress = _progress(config, run.step, run.main)
     started, samples = time.perf_counter(), 0
     last = min(config.max_steps, config.stop_after or config.max_steps)
     for batch in loader if run.step < last else []:
-        skipped += batch["skipped"]
+        run.batches += 1
+        run.skipped += batch["skipped"]
         if "x" not in batch:
             continue
         with accelerator.accumulate(model):
-            generator = make_generator(derive_seed(config.seed, "noise", micro, accelerator.process_index))
-            loss = task.loss(model, batch, generator)
+            loss = task.loss(model, batch, SampleRandom(config.seed, batch["key"], "noise"))
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.optim.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
-        micro += 1
         samples += batch["x"].shape[0] * accelerator.num_processes
+        run.samples_seen += batch["x"].shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:
             continue
         run.scheduler.step()
@@ -344,16 +358,21 @@ def run_loop(
         loss_value = accelerator.gather(loss.detach().reshape(1)).mean().item()
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{loss_value:.4f}", skipped=skipped)
+            progress.set_postfix(loss=f"{loss_value:.4f}", skipped=run.skipped)
         rate = samples / max(1e-9, time.perf_counter() - started)
         values = {"loss": loss_value, "lr": run.scheduler.get_last_lr()[0], "samples_per_s": rate,
-                  "skipped_files": skipped}  # fmt: skip
+                  "samples_seen": run.samples_seen, "skipped_files": run.skipped}  # fmt: skip
         _after_step(run, config, task, values, last)
         if run.step >= last:
             break
     if progress is not None:
         progress.close()
-    return _finish(run, config, task, skipped)
+    if run.step < last:
+        raise RuntimeError(
+            f"the training data ran out at step {run.step} of {last}; a map-style or WebDataset source repeats "
+            "forever, so this means every file failed to decode (see the warnings above)"
+        )
+    return _finish(run, config, task)
 
 
 def _validate(task: Task, accelerator, model, step: int, run_dir: Path, ema: EMA | None = None) -> None:

@@ -26,6 +26,7 @@ from spire_ir.models.adaptor import SpireAdaptor, modulate_unet
 from spire_ir.models.autoencoder import latent_pixel_weights, vae_scale_factor
 from spire_ir.models.text import encode_text
 from spire_ir.training.loop import LoopConfig, diffusion_target, frozen_dtype, move, run_loop, sample_latents
+from spire_ir.utils.seeding import SampleRandom
 
 __all__ = [
     "ModelConfig",
@@ -82,13 +83,10 @@ class TrainConfig(LoopConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
-def sample_timesteps(
-    batch: int, scheduler: Any, generator: torch.Generator, max_timestep: int | None = None
-) -> torch.Tensor:
-    """(batch,) int64 training timesteps, uniform on [0, max_timestep); on the scheduler's whole training schedule
-    [0, num_train_timesteps) when max_timestep is None. scheduler: a diffusers DDPM-style scheduler."""
-    high = max_timestep or scheduler.config.num_train_timesteps
-    return torch.randint(0, high, (batch,), generator=generator)
+def sample_timesteps(rng: SampleRandom, scheduler: Any, max_timestep: int | None = None) -> torch.Tensor:
+    """(B,) int64 training timesteps, one per sample of ``rng``, uniform on [0, max_timestep); on the scheduler's
+    whole training schedule [0, num_train_timesteps) when max_timestep is None. scheduler: DDPM-style."""
+    return rng.randint(0, max_timestep or scheduler.config.num_train_timesteps)
 
 
 @dataclass
@@ -126,7 +124,7 @@ def spire_loss(
     parts: FrozenParts,
     adaptor: torch.nn.Module,
     batch: dict,
-    generator: torch.Generator,
+    rng: SampleRandom,
     max_timestep: int | None = None,
     loss_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -135,15 +133,16 @@ def spire_loss(
     Args:
         parts: the frozen prior (``parts.scheduler`` a DDPM-style scheduler).
         batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
+        rng: one generator per sample (the VAE sample, the noise and t draw from it).
         max_timestep: t is drawn uniformly from [0, max_timestep); the whole schedule when None.
         loss_weights: (C,) per latent channel (``ModelConfig.loss_weighting``); uniform when None.
     """
     vae, unet, scheduler = parts.vae, parts.unet, parts.scheduler
     device, dtype = unet.device, unet.dtype
-    latents = sample_latents(vae, batch["x"], generator, device)
+    latents = sample_latents(vae, batch["x"], rng, device)
     e_s, e_r = parts.encode_prompts(batch, device, dtype)
-    noise = torch.randn(latents.shape, generator=generator).to(device)
-    t = sample_timesteps(latents.shape[0], scheduler, generator, max_timestep).to(device)
+    noise = rng.randn(latents.shape).to(device)
+    t = sample_timesteps(rng, scheduler, max_timestep).to(device)
     noisy = scheduler.add_noise(latents, noise, t)
     adaptor_dtype = next(adaptor.parameters()).dtype
     modulation = adaptor(
@@ -158,17 +157,17 @@ def spire_loss(
     return (error * loss_weights.to(error.device)).mean()
 
 
-def sample_etas(batch: int, p_one: float, generator: torch.Generator) -> torch.Tensor:
-    """(batch,) bridge times: 1 with probability ``p_one``, else U(0, 1]."""
-    uniform = 1.0 - torch.rand(batch, generator=generator)  # (0, 1]
-    return torch.where(torch.rand(batch, generator=generator) < p_one, torch.ones(batch), uniform)
+def sample_etas(rng: SampleRandom, p_one: float) -> torch.Tensor:
+    """(B,) bridge times, one per sample of ``rng``: 1 with probability ``p_one``, else U(0, 1]."""
+    uniform = 1.0 - rng.rand()  # (0, 1]
+    return torch.where(rng.rand() < p_one, torch.ones(len(rng)), uniform)
 
 
 def bridge_loss(
     parts: FrozenParts,
     adaptor: torch.nn.Module,
     batch: dict,
-    generator: torch.Generator,
+    rng: SampleRandom,
     p_one: float = 0.5,
     unet: torch.nn.Module | None = None,
 ) -> torch.Tensor:
@@ -187,8 +186,8 @@ def bridge_loss(
         x = vae.encode(batch["x"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
         y = vae.encode(batch["y"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
     e_s, e_r = parts.encode_prompts(batch, device, dtype)
-    noise = torch.randn(x.shape, generator=generator).to(device)
-    etas = sample_etas(x.shape[0], p_one, generator).to(device)
+    noise = rng.randn(x.shape).to(device)
+    etas = sample_etas(rng, p_one).to(device)
     noisy = scheduler.add_noise(x, y, noise, etas)
     t = scheduler.timestep_for(etas).to(device)
     adaptor_dtype = next(adaptor.parameters()).dtype
@@ -315,11 +314,11 @@ class SpireTask:
             move(module, device, frozen_dtype(device, dtype))
         self.trainable.to(device)
 
-    def loss(self, model: torch.nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
+    def loss(self, model: torch.nn.Module, batch: dict, rng: SampleRandom) -> torch.Tensor:
         if self.config.model.objective == "bridge":
-            return bridge_loss(self.parts, self.adaptor_of(model), batch, generator, self.config.model.p_t_one,
+            return bridge_loss(self.parts, self.adaptor_of(model), batch, rng, self.config.model.p_t_one,
                                unet=self.prior_of(model))  # fmt: skip
-        return spire_loss(self.parts, model, batch, generator, self.max_timestep, self.loss_weights)
+        return spire_loss(self.parts, model, batch, rng, self.max_timestep, self.loss_weights)
 
     def pipeline(self, model: torch.nn.Module):
         from spire_ir.pipeline import SpirePipeline

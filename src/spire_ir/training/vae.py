@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from spire_ir.data import DataConfig, fixed_samples
 from spire_ir.training.loop import LoopConfig, run_loop
+from spire_ir.utils.seeding import SampleRandom
 
 __all__ = ["VaeConfig", "VaeTask", "VaeTrainConfig", "train_vae", "vae_loss"]
 
@@ -72,13 +73,11 @@ def build_vae(config: VaeConfig):
     return SpireAutoencoderKL(**shape) if config.shortcut else AutoencoderKL(**shape)
 
 
-def vae_loss(vae, batch: dict, generator: torch.Generator, config: VaeConfig) -> torch.Tensor:
-    """Reconstruction + KL for x in batch["x"] ((B, 3, H, W) in [0, 1])."""
+def vae_loss(vae, batch: dict, rng: SampleRandom, config: VaeConfig) -> torch.Tensor:
+    """Reconstruction + KL for x in batch["x"] ((B, 3, H, W) in [0, 1]); the posterior sample draws from ``rng``."""
     x = batch["x"].to(vae.device, vae.dtype) * 2 - 1
     posterior = vae.encode(x).latent_dist
-    z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
-        x.device, x.dtype
-    )
+    z = posterior.mean + posterior.std * rng.randn(posterior.mean.shape).to(x.device, x.dtype)
     recon = vae.decode(z).sample
     error = F.l1_loss if config.recon == "l1" else F.mse_loss
     kl = posterior.kl().mean() / posterior.mean[0].numel()
@@ -111,8 +110,8 @@ class VaeTask:
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         self.trainable.to(device)
 
-    def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        return vae_loss(model, batch, generator, self.config.model)
+    def loss(self, model, batch: dict, rng: SampleRandom) -> torch.Tensor:
+        return vae_loss(model, batch, rng, self.config.model)
 
     def validate(self, model, step: int, run_dir: Path) -> dict[str, Any]:
         from spire_ir.utils.images import save_image_grid

@@ -8,10 +8,11 @@ order items are processed in.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import torch
 
-__all__ = ["choice", "coin", "derive_seed", "make_generator", "randint", "uniform"]
+__all__ = ["SampleRandom", "choice", "coin", "derive_seed", "make_generator", "randint", "uniform"]
 
 
 def derive_seed(seed: int, *keys: object) -> int:
@@ -55,3 +56,32 @@ def choice(
     weights = torch.tensor(probs, dtype=torch.float64)
     index = torch.multinomial(weights, 1, generator=generator).item()
     return options[int(index)]
+
+
+class SampleRandom:
+    """One generator per sample of a batch, each seeded from ``(seed, *namespace, key)``.
+
+    A sample's draws (its training noise, timestep, σ) then depend on the sample alone, not on the batch it came
+    in, the batch size or the process that holds it: one process with batch 2B draws exactly what two processes
+    with batch B draw between them. Each method returns one row per sample, in key order.
+    """
+
+    def __init__(self, seed: int, keys: Iterable[object], *namespace: object) -> None:
+        self.generators = [make_generator(derive_seed(seed, *namespace, key)) for key in keys]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def randn(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+        """Standard normal draws of ``shape`` = (B, ...), float32 on the CPU; row i from sample i's generator."""
+        if shape[0] != len(self):
+            raise ValueError(f"shape {tuple(shape)} does not start with the batch size {len(self)}")
+        return torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in self.generators])
+
+    def rand(self) -> torch.Tensor:
+        """One U[0, 1) draw per sample, (B,) float32."""
+        return torch.cat([torch.rand(1, generator=g) for g in self.generators])
+
+    def randint(self, low: int, high: int) -> torch.Tensor:
+        """One integer in [low, high) per sample, (B,) int64."""
+        return torch.cat([torch.randint(int(low), int(high), (1,), generator=g) for g in self.generators])
