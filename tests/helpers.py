@@ -1,8 +1,9 @@
-"""Test helpers: small synthetic photos made on the fly (no binary test data, no downloads)."""
+"""Test helpers: small synthetic photos and tar shards made on the fly (no binary test data, no downloads)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 
@@ -48,3 +49,23 @@ def write_photo_folder(folder, size: int = 48) -> dict[str, str]:
         "deep.png": "16-bit",
         "rotated.jpg": "EXIF orientation 6",
     }
+
+
+def write_shards(root, shards=2, per_shard=4, corrupt=(), size=32):
+    """Tar shards ``root/shard-{i}.tar`` of PNG + caption samples keyed ``s{shard}-{i}``; ``corrupt`` lists the
+    (shard, i) whose image bytes are garbage. Returns the brace pattern."""
+    import io
+
+    from PIL import Image
+
+    wds = pytest.importorskip("webdataset")
+    root.mkdir(parents=True, exist_ok=True)
+    for shard in range(shards):
+        with wds.TarWriter(str(root / f"shard-{shard}.tar")) as sink:
+            for i in range(per_shard):
+                buffer = io.BytesIO()
+                photo = make_photo(size, size, seed=shard * per_shard + i)[0].permute(1, 2, 0).numpy()
+                Image.fromarray((photo * 255).astype("uint8")).save(buffer, format="PNG")
+                data = b"corrupt" if (shard, i) in corrupt else buffer.getvalue()
+                sink.write({"__key__": f"s{shard}-{i}", "png": data, "txt": f"photo {shard}-{i}"})
+    return str(root / f"shard-{{0..{shards - 1}}}.tar")

@@ -1,9 +1,10 @@
+import itertools
 import json
 
 import pytest
 import torch
 
-from helpers import make_photo
+from helpers import make_photo, write_shards
 from spire_ir.data.datasets import (
     DataConfig,
     EpochBatchSampler,
@@ -76,31 +77,112 @@ def test_coco_source_samples_among_captions(tmp_path):
     assert {"cap 0", "cap 1", "cap 2", "only"} <= seen
 
 
-def test_webdataset_shards_with_a_corrupt_member(tmp_path):
-    wds = pytest.importorskip("webdataset")
-    import io
+def _wds(pattern, **overrides):
+    settings = dict(source="webdataset", path=pattern, resolution=16, caption_dropout=0.0, holdout=0)
+    return DataConfig(**{**settings, **overrides})
 
-    from PIL import Image
 
-    for shard in range(2):
-        with wds.TarWriter(str(tmp_path / f"shard-{shard}.tar")) as sink:
-            for i in range(4):
-                buffer = io.BytesIO()
-                array = (make_photo(32, 32, seed=shard * 4 + i)[0].permute(1, 2, 0).numpy() * 255).astype(
-                    "uint8"
-                )
-                Image.fromarray(array).save(buffer, format="PNG")
-                data = b"corrupt" if (shard, i) == (1, 2) else buffer.getvalue()
-                sink.write({"__key__": f"s{shard}-{i}", "png": data, "txt": f"photo {shard}-{i}"})
-    config = DataConfig(source="webdataset", path=str(tmp_path / "shard-{0..1}.tar"), resolution=16)
-    loader, size = build_dataloader(config, batch_size=4)
-    batches = list(loader)
-    assert size is None
-    assert sum(b["skipped"] for b in batches) == 1
-    assert sum(b["x"].shape[0] for b in batches if "x" in b) == 7
-    assert {c for b in batches for c in b["c_s"]} <= {
-        f"photo {s}-{i}" for s in range(2) for i in range(4)
-    } | {""}
+def _chunks(items, size):
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _sample_ids(batches):
+    """'s1-3' per sample, in stream order."""
+    return [key.split("/")[-1].split("@")[0] for b in batches for key in b.get("key", [])]
+
+
+def test_webdataset_repeats_past_one_pass_and_counts_a_corrupt_member(tmp_path):
+    pattern = write_shards(tmp_path, corrupt={(1, 2)})
+    loader, size = build_dataloader(_wds(pattern, shuffle_buffer=0), batch_size=4)
+    batches = _take(loader, 6)  # 24 samples: three passes over 8
+    assert size is None and len(batches) == 6
+    assert sum(b["skipped"] for b in batches) == 3  # the bad member, once a pass
+    ids = _sample_ids(batches)
+    good = {f"s{s}-{i}" for s in range(2) for i in range(4)} - {"s1-2"}
+    assert len(ids) == 21 and set(ids[:7]) == set(ids[7:14]) == set(ids[14:]) == good
+    assert {c for b in batches for c in b["c_s"]} == {f"photo {i[1:]}" for i in good}
+    # the same image is degraded afresh on each pass
+    first, second = (torch.cat([b["y"] for b in batches[a:b]]) for a, b in ((0, 2), (2, 4)))
+    assert not torch.equal(first, second)
+
+
+def test_webdataset_shuffles_shards_and_samples_with_the_seed(tmp_path):
+    from collections import Counter
+
+    pattern = write_shards(tmp_path, shards=4, per_shard=6)
+    shard_order = [f"s{s}-{i}" for s in range(4) for i in range(6)]
+
+    def order(**overrides):  # four passes' worth: 24 batches of 4; a buffer of a shard's size, as at scale
+        settings = {"shuffle_buffer": 6, "shuffle_initial": 6, **overrides}
+        return _sample_ids(_take(build_dataloader(_wds(pattern, **settings), batch_size=4)[0], 24))
+
+    first, again, other = order(seed=1), order(seed=1), order(seed=2)
+    assert first == again and first != other and first[:24] != shard_order
+    # the buffer spans the end of a pass, so a sample may come a pass early or late, never lost or piled up
+    assert set(Counter(first)) == set(shard_order) and set(Counter(first).values()) <= {3, 4, 5}
+    # samples of different shards interleave: the buffer mixes samples, not only the shard order
+    assert sum(a[:2] != b[:2] for a, b in itertools.pairwise(first[:24])) > 6
+    assert order(seed=1, shard_shuffle=False, shuffle_buffer=0) == shard_order * 4
+    # shard shuffling alone: whole shards, in a new order on each pass
+    passes = [
+        [ids[0][:2] for ids in (p[i : i + 6] for i in range(0, 24, 6))]
+        for p in _chunks(order(seed=1, shuffle_buffer=0), 24)
+    ]
+    assert all(sorted(p) == ["s0", "s1", "s2", "s3"] for p in passes) and len({tuple(p) for p in passes}) > 1
+    workers = order(seed=1, num_workers=2)
+    assert workers == order(seed=1, num_workers=2) and workers != first
+
+
+@pytest.mark.parametrize("start", [3, 4, 5])
+def test_webdataset_resume_with_two_workers_continues_the_exact_stream(tmp_path, start):
+    pattern = write_shards(tmp_path, shards=4, per_shard=5, corrupt={(2, 1)})
+    config = _wds(pattern, num_workers=2, seed=7, shuffle_buffer=4, shuffle_initial=2)
+    full = _take(build_dataloader(config, batch_size=2)[0], 14)
+    resumed = _take(build_dataloader(config, batch_size=2, start_batch=start)[0], 14 - start)
+    assert _sample_ids(resumed) == _sample_ids(full[start:])
+    assert [b["skipped"] for b in resumed] == [b["skipped"] for b in full[start:]]
+    for a, b in zip(full[start:], resumed, strict=True):
+        assert ("x" in a) == ("x" in b)
+        if "x" in a:
+            assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"]) and a["c_r"] == b["c_r"]
+    fast = build_dataloader(
+        _wds(pattern, num_workers=2, seed=7, resume="fast"), batch_size=2, start_batch=start
+    )
+    fast_ids = _sample_ids(_take(fast[0], 4))
+    assert fast_ids != _sample_ids(full[start : start + 4])  # not the same samples: documented as approximate
+    again = build_dataloader(
+        _wds(pattern, num_workers=2, seed=7, resume="fast"), batch_size=2, start_batch=start
+    )
+    assert _sample_ids(_take(again[0], 4)) == fast_ids
+
+
+def test_webdataset_holds_out_validation_samples_or_reads_a_validation_path(tmp_path):
+    from spire_ir.data import fixed_samples
+
+    pattern = write_shards(tmp_path / "train", shards=2, per_shard=4)
+    config = _wds(pattern, holdout=3, shard_shuffle=False, shuffle_buffer=0)
+    validation = fixed_samples(config, 2)
+    assert [s["key"].split("/")[-1] for s in validation] == ["s0-0", "s0-1"]
+    again = fixed_samples(config, 2)
+    assert all(torch.equal(a["y"], b["y"]) for a, b in zip(validation, again, strict=True))
+    trained = set(_sample_ids(_take(build_dataloader(config, batch_size=5)[0], 4)))
+    assert trained == {f"s{s}-{i}" for s in range(2) for i in range(4)} - {"s0-0", "s0-1", "s0-2"}
+    other = write_shards(tmp_path / "val", shards=1, per_shard=3)
+    from_shards = fixed_samples(_wds(pattern, validation_path=other.replace("{0..0}", "0")), 4)
+    assert len(from_shards) == 3 and from_shards[0]["x"].shape == (3, 16, 16)
+    folder = _folder(tmp_path, n=3, corrupt=False)
+    from_folder = fixed_samples(_wds(pattern, validation_path=str(folder)), 2)
+    assert [s["c_s"] for s in from_folder] == ["caption 0", "caption 1"]
+
+
+def test_webdataset_path_errors_name_the_fix(tmp_path):
+    folder = _folder(tmp_path, n=2, corrupt=False)
+    with pytest.raises(ValueError, match=r"set data\.source: folder"):
+        build_dataloader(_wds(str(folder)), batch_size=2)
+    pattern = write_shards(tmp_path / "s", shards=2)
+    (tmp_path / "s" / "shard-1.tar").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 of 2 shards .* missing or empty: .*shard-1.tar"):
+        build_dataloader(_wds(pattern), batch_size=2)
 
 
 def test_worker_count_does_not_change_the_stream(tmp_path):

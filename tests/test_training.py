@@ -416,3 +416,37 @@ def test_two_processes_with_batch_b_train_as_one_process_with_batch_2b(tmp_path)
     # tiny); a run on other data differs by max 3e-3, RMS 8e-4
     assert float(same.max()) < 2e-4 and float(same.pow(2).mean().sqrt()) < 1e-5
     assert float(other.max()) > 10 * float(same.max()) and float(other.pow(2).mean().sqrt()) > 1e-4
+
+
+@pytest.mark.slow
+def test_webdataset_run_with_two_workers_repeats_validates_and_resumes_bit_exactly(tmp_path):
+    from helpers import write_shards
+
+    pattern = write_shards(tmp_path / "shards", shards=3, per_shard=6, corrupt={(2, 4)}, size=48)
+    # 18 samples, 8 held out for validation: 16 steps of 2 take three passes over the other 10
+    common = ["train", "configs/tiny-smoke.yaml", "--set", "data.source=webdataset", "--set", f"data.path={pattern}",
+              "--set", "data.num_workers=2", "--set", "data.shuffle_buffer=4", "--set", "batch_size=2",
+              "--set", "max_steps=16", "--set", "checkpoint_every=4", "--set", "validate_every=8",
+              "--set", "num_validation=2", "--set", "validation_steps=2", "--set", "progress=false"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = _spire([*common, "--output-dir", str(tmp_path / "a")], env=env)
+    assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["steps"] == 16 and summary["samples_seen"] >= 16 * 2 - summary["skipped_files"]
+    assert summary["skipped_files"] >= 2  # the corrupt member, once in each of its passes
+    assert (tmp_path / "a" / "validation" / "step-0000008.png").is_file()
+    logged = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged if "val/psnr" in entry] == [8, 16]
+
+    victim = _spire([*common, "--output-dir", str(tmp_path / "b")], env=env)
+    deadline = time.time() + 240
+    while not (tmp_path / "b" / "checkpoint-0000008").exists():
+        assert time.time() < deadline and victim.poll() is None, "no checkpoint before the run ended"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "b" / "pipeline").exists()  # it really died mid-run
+    resumed = _spire([*common, "--output-dir", str(tmp_path / "b"), "--resume", "latest"], env=env)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    assert torch.equal(_adaptor_weights(tmp_path / "a"), _adaptor_weights(tmp_path / "b"))
+    assert json.loads((tmp_path / "b" / "summary.json").read_text()) == summary

@@ -13,7 +13,6 @@ loop logs the running count.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import Iterator
@@ -72,6 +71,19 @@ class DataConfig:
     quantize: bool = False
     num_workers: int = 0
     seed: int = 0
+    # validation images: a folder or a shard pattern; "" uses the training data (map-style sources: a fixed epoch
+    # of it; webdataset: the first `holdout` samples of the first shard, which training then never sees)
+    validation_path: str = ""
+    holdout: int = 8
+    # source: webdataset. Every pass over the shards visits them in a new seeded order (shard_shuffle), and a
+    # buffer of undecoded samples mixes the shards being read: 1000 samples of ~100 KB is ~100 MB per worker and
+    # spans several shards of the usual 1-10k samples; shuffle_initial samples fill it before the first batch.
+    shard_shuffle: bool = True
+    shuffle_buffer: int = 1000
+    shuffle_initial: int = 100
+    # resuming a webdataset run: "exact" re-reads (without decoding) what each worker had read, so the run sees
+    # exactly the samples an uninterrupted one does; "fast" starts a new seeded stream at once (not those samples)
+    resume: Literal["exact", "fast"] = "exact"
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -269,12 +281,43 @@ def map_dataset(config: DataConfig) -> SpireDataset:
 
 
 def fixed_samples(data: DataConfig, count: int) -> list[dict]:
-    """The first ``count`` samples of a fixed epoch (the same at every validation)."""
-    if data.source == "webdataset":
+    """``count`` validation samples, the same at every validation.
+
+    From ``data.validation_path`` when set (a folder of images, or a shard pattern read in order); else the first
+    samples of a map-style source's fixed epoch, or the samples a WebDataset run holds out (``data.holdout``).
+    """
+    if count <= 0:
         return []
-    dataset = map_dataset(data)
+    if data.validation_path and Path(data.validation_path).is_dir():
+        dataset = SpireDataset(folder_items(data.validation_path), data)
+    elif data.validation_path or data.source == "webdataset":
+        return _fixed_shard_samples(data, count)
+    else:
+        dataset = map_dataset(data)
     picked = [dataset[(10**6, i)] for i in range(min(count, len(dataset)))]
     return [s for s in picked if s is not None]
+
+
+def _fixed_shard_samples(data: DataConfig, count: int) -> list[dict]:
+    """The first ``count`` samples of the validation shards, or of the held-out set, degraded with fixed seeds."""
+    import itertools
+
+    from spire_ir.data.shards import decode_sample, held_out_samples, raw_samples, shard_urls
+
+    if data.validation_path:
+        raws = list(itertools.islice(raw_samples(shard_urls(data.validation_path)), count))
+    else:
+        raws = held_out_samples(data)[:count]
+        if count > len(raws):
+            logger.warning("validation: %d of %d samples (data.holdout=%d)", len(raws), count, data.holdout)
+    make = SampleMaker(data)
+    made = [
+        decode_sample(make, raw, make_generator(derive_seed(data.seed, "validation", i)))
+        for i, raw in enumerate(raws)
+    ]
+    for sample, raw in zip(made, raws, strict=True):
+        sample["key"] = f"{raw['__url__']}/{raw['__key__']}"
+    return [s for s in made if "__skipped__" not in s]
 
 
 def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -289,56 +332,19 @@ def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
     return batch
 
 
-# ------------------------------------------------------------------------------------------------ webdataset
-
-
-def _webdataset_stream(config: DataConfig, batch_size: int, start: int, epoch_seed: int) -> Any:
-    """An IterableDataset over tar shards (``.jpg``/``.png`` + ``.txt``), split by node and worker."""
-    try:
-        import webdataset as wds
-    except ImportError as error:  # pragma: no cover - the train extra installs it
-        raise ImportError("WebDataset sources need `pip install spire-ir[train]` (webdataset)") from error
-    from PIL import Image
-
-    make = SampleMaker(config)
-
-    def to_sample(raw: dict) -> dict[str, Any] | None:
-        data = next((raw[k] for k in ("jpg", "jpeg", "png", "webp") if k in raw), None)
-        text = raw.get("txt", b"")
-        text = text.decode("utf-8").strip() if isinstance(text, bytes) else str(text)
-        try:
-            if data is None:
-                raise ValueError("no image member")
-            with Image.open(io.BytesIO(data)) as pil:
-                from spire_ir.utils.images import pil_to_tensor
-
-                image = pil_to_tensor(pil.convert("RGB"))
-        except Exception as error:
-            logger.warning("skipping %s/%s: %s", raw.get("__url__"), raw.get("__key__"), error)
-            return {"__skipped__": True}  # webdataset's map drops None; collate counts this marker
-        key = (raw.get("__url__", ""), raw["__key__"])
-        sample = make(image, [text], make_generator(derive_seed(config.seed, "wds", epoch_seed, *key)))
-        sample["key"] = "/".join(key)
-        return sample
-
-    dataset = wds.WebDataset(
-        config.path,
-        shardshuffle=False,
-        nodesplitter=wds.split_by_node,
-        workersplitter=wds.split_by_worker,
-        empty_check=False,
-    )
-    return dataset.map(to_sample).batched(batch_size, collation_fn=collate, partial=False).slice(start, None)
-
-
 def build_dataloader(
     config: DataConfig, batch_size: int, start_batch: int = 0, rank: int = 0, world_size: int = 1
-) -> tuple[torch.utils.data.DataLoader, int | None]:
-    """A DataLoader yielding collated batches forever (map-style sources) and the dataset size (None: streamed)."""
+) -> tuple[Any, int | None]:
+    """An endless iterable of collated batches, positioned at batch ``start_batch``, and the dataset size.
+
+    Map-style sources (folder, coco, scenes) give a DataLoader over ``EpochBatchSampler`` and their size; WebDataset
+    shards give ``shards.stream_loader``'s stream and None (each process reads its own share of the shards, split by
+    webdataset by rank, so ``rank`` and ``world_size`` only shard the map-style sources).
+    """
     if config.source == "webdataset":
-        stream = _webdataset_stream(config, batch_size, start_batch, epoch_seed=0)
-        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers)
-        return loader, None
+        from spire_ir.data.shards import stream_loader
+
+        return stream_loader(config, batch_size, start_batch), None
     dataset = map_dataset(config)
     sampler = EpochBatchSampler(len(dataset), batch_size, config.seed, start_batch, rank, world_size)
     loader = torch.utils.data.DataLoader(
