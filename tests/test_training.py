@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -397,8 +398,9 @@ def test_two_processes_with_batch_b_train_as_one_process_with_batch_2b(tmp_path)
               "--set", "validate_every=0", "--set", "num_validation=0", "--set", "progress=false",
               "--set", "optim.lr=1e-3"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # the documented CPU launch line (docs/training.md), two processes over gloo
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spire_ir"]
+    # the 8-GPU accelerate config with two processes: on a machine without CUDA they join over gloo
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/8gpu.yaml",
+              "--num_processes", "2", "-m", "spire_ir"]  # fmt: skip
     runs = {
         "one, batch 4": [sys.executable, "-m", "spire_ir", *common, "--set", "batch_size=4"],
         "two, batch 2 each": [*launch, *common, "--set", "batch_size=2"],
@@ -450,3 +452,18 @@ def test_webdataset_run_with_two_workers_repeats_validates_and_resumes_bit_exact
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
     assert torch.equal(_adaptor_weights(tmp_path / "a"), _adaptor_weights(tmp_path / "b"))
     assert json.loads((tmp_path / "b" / "summary.json").read_text()) == summary
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs/accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_accelerate_configs_are_valid_for_the_installed_accelerate(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    config = ClusterConfig.from_yaml_file(str(path))  # refuses keys this accelerate does not know
+    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "spire_ir", "train"])
+    args, _, _ = _validate_launch_command(args)
+    per_machine = args.num_processes // args.num_machines
+    assert per_machine * args.num_machines == args.num_processes
+    expected = {"1gpu.yaml": (1, 1), "8gpu.yaml": (8, 1), "2x8gpu.yaml": (16, 2)}[path.name]
+    assert (args.num_processes, args.num_machines) == expected
+    assert args.multi_gpu == (config.num_processes > 1)

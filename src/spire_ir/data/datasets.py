@@ -96,7 +96,10 @@ def folder_items(path: str | Path) -> list[tuple[Path, list[str]]]:
     """
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such image folder")
+        hint = "; WebDataset shards need data.source: webdataset" if ".tar" in str(root) else ""
+        raise FileNotFoundError(
+            f"{root}: no such image folder; set data.path (--set data.path=DIR) to a folder of images{hint}"
+        )
     captions: dict[str, list[str]] = {}
     metadata = root / "metadata.jsonl"
     if metadata.is_file():

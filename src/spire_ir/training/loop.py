@@ -248,6 +248,12 @@ def _start(config: LoopConfig, task: Task, argv: list[str] | None, resume: str |
         log_with=log_with,
         project_dir=str(run_dir),
     )
+    if accelerator.distributed_type.value in ("DEEPSPEED", "FSDP"):
+        raise ValueError(
+            f"spire train runs DDP only, not {accelerator.distributed_type.value}: its checkpoints hold the whole "
+            "optimiser state in safetensors. Launch with configs/accelerate/8gpu.yaml (or --multi_gpu); the SD 1.5 "
+            "adaptor and its optimiser fit on each GPU with the memory settings of docs/training.md"
+        )
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_run_info(run_dir, config, argv or sys.argv)
