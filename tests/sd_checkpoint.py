@@ -1,7 +1,8 @@
-"""Write a random Stable Diffusion 1.5 checkpoint in the original (CompVis / single-file) key layout.
+"""Random Stable Diffusion 1.x / 2.x bases: diffusers folders and single-file checkpoints in the original layout.
 
-Test-only: the key names are the inverse of diffusers' single-file conversion for SD 1.x; shapes come from the
-diffusers models built on the meta device from the configs spire-ir ships, so nothing is downloaded.
+Test-only: the key names are the inverse of diffusers' single-file conversion (CLIP for SD 1.x, OpenCLIP for
+SD 2.x); shapes come from diffusers models built from the configs spire-ir ships, or from a copy of them scaled
+down in width (``scaled_config``), so nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -82,24 +83,99 @@ def _vae_key(key: str) -> tuple[str, bool]:
     return f"{side}.{block}.{level}.{sampler}.conv." + ".".join(rest[5:]), False
 
 
-def write_random_sd15_checkpoint(path: str | Path, seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
-    """Write ``path`` (.safetensors); returns {ldm key: tensor} for a few keys used in checks."""
+def _open_clip_keys(text_state: dict) -> dict:
+    """CLIPTextModel keys -> OpenCLIP's (``cond_stage_model.model.*``), q/k/v fused into ``in_proj``."""
+    prefix, out, fused = "cond_stage_model.model.", {}, {}
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+             "self_attn.out_proj": "attn.out_proj"}  # fmt: skip
+    for key, value in text_state.items():
+        key = key.removeprefix("text_model.")
+        if key.endswith("position_ids"):
+            continue
+        if key == "embeddings.token_embedding.weight":
+            out[prefix + "token_embedding.weight"] = value
+        elif key == "embeddings.position_embedding.weight":
+            out[prefix + "positional_embedding"] = value
+        elif key.startswith("final_layer_norm."):
+            out[prefix + "ln_final." + key.split(".")[-1]] = value
+        else:
+            layer, rest = key.removeprefix("encoder.layers.").split(".", 1)
+            block = f"{prefix}transformer.resblocks.{layer}."
+            if rest.startswith("self_attn.") and rest.split(".")[1] in ("q_proj", "k_proj", "v_proj"):
+                kind = rest.split(".")[-1]  # weight | bias
+                fused.setdefault(f"{block}attn.in_proj_{kind}", {})[rest.split(".")[1]] = value
+                continue
+            for old, new in names.items():
+                rest = rest.replace(old, new)
+            out[block + rest] = value
+    for key, parts in fused.items():
+        out[key] = torch.cat([parts["q_proj"], parts["k_proj"], parts["v_proj"]])
+    return out
+
+
+def _models(config: Path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
-
-    from spire_ir.models.loading import shipped_config_dir
-
-    config = shipped_config_dir("sd15")
 
     def load(name: str) -> dict:
         data = json.loads((config / name / "config.json").read_text())
         return {k: v for k, v in data.items() if not k.startswith("_")}
 
+    return (UNet2DConditionModel(**load("unet")), AutoencoderKL(**load("vae")),
+            CLIPTextModel(CLIPTextConfig(**load("text_encoder"))))  # fmt: skip
+
+
+def scaled_config(kind: str, out: Path) -> Path:
+    """A copy of the shipped ``kind`` configs (sd15, sd21, sd21-base) at a CPU test's width: the same blocks,
+    layers, attention layout, sample size and scheduler, with 32-128 channels and a 2-layer text encoder."""
+    import shutil
+
+    from spire_ir.models.loading import shipped_config_dir
+
+    shutil.copytree(shipped_config_dir(kind), out)
+
+    def edit(name: str, **changes) -> None:
+        path = out / name / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=2))
+
+    heads = (
+        2 if kind == "sd15" else [1, 2, 4, 4]
+    )  # SD 1.x: heads; SD 2.x: head dims per block (as diffusers reads)
+    edit("unet", block_out_channels=[32, 64, 128, 128], attention_head_dim=heads, cross_attention_dim=64)
+    edit("vae", block_out_channels=[32, 32, 64, 64])
+    edit("text_encoder", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+         projection_dim=64)  # fmt: skip
+    return out
+
+
+def write_random_base_folder(config: Path, out: Path, seed: int = 0) -> Path:
+    """A diffusers base folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/) of random weights."""
+    import shutil
+
+    from spire_ir.models.loading import shipped_config_dir
+    from spire_ir.models.text import clip_tokenizer_from_bpe
+
+    torch.manual_seed(seed)  # test-only: diffusers and transformers initialise from the global generator
+    for model, name in zip(_models(config), ("unet", "vae", "text_encoder"), strict=True):
+        model.save_pretrained(out / name)
+    shutil.copytree(config / "scheduler", out / "scheduler")
+    pad = json.loads((config / "tokenizer" / "tokenizer_config.json").read_text())["pad_token"]
+    bpe = shipped_config_dir("clip") / "bpe_simple_vocab_16e6.txt.gz"
+    clip_tokenizer_from_bpe(bpe, out / "bpe", pad_token=pad).save_pretrained(out / "tokenizer")
+    shutil.rmtree(out / "bpe")
+    return out
+
+
+def write_random_sd_checkpoint(
+    path: str | Path, config: Path, seed: int = 0, dtype: torch.dtype = torch.float16
+) -> dict:
+    """Write ``path`` (.safetensors) in the original layout for the models of ``config`` (a diffusers-layout
+    config folder); SD 2.x (an OpenCLIP ``gelu`` text encoder) gets OpenCLIP keys. Returns a few keys' tensors."""
+    from safetensors.torch import save_file
+
+    open_clip = json.loads((config / "text_encoder" / "config.json").read_text())["hidden_act"] == "gelu"
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**load("unet"))
-        vae = AutoencoderKL(**load("vae"))
-        text = CLIPTextModel(CLIPTextConfig(**load("text_encoder")))
+        unet, vae, text = _models(config)
     generator = torch.Generator().manual_seed(seed)
 
     def rand(shape):
@@ -112,14 +188,25 @@ def write_random_sd15_checkpoint(path: str | Path, seed: int = 0, dtype: torch.d
         ldm, conv = _vae_key(key)
         shape = (*value.shape, 1, 1) if conv else value.shape
         state["first_stage_model." + ldm] = rand(shape)
-    for key, value in text.state_dict().items():
-        # original checkpoints keep transformers' older "text_model." nesting (flattened in transformers >= 5.6)
-        ldm = "cond_stage_model.transformer." + (
-            key if key.startswith("text_model.") else "text_model." + key
-        )
-        state[ldm] = torch.arange(77).unsqueeze(0) if key.endswith("position_ids") else rand(value.shape)
+    text_state = {k: v for k, v in text.state_dict().items()}
+    if open_clip:
+        state.update({k: rand(v.shape) for k, v in _open_clip_keys(text_state).items()})
+    else:
+        for key, value in text_state.items():
+            # original checkpoints keep transformers' older "text_model." nesting (flattened in transformers >= 5.6)
+            ldm = "cond_stage_model.transformer." + (
+                key if key.startswith("text_model.") else "text_model." + key
+            )
+            state[ldm] = torch.arange(77).unsqueeze(0) if key.endswith("position_ids") else rand(value.shape)
     save_file(state, str(path))
     return {
         k: state[k]
         for k in ("model.diffusion_model.input_blocks.0.0.weight", "first_stage_model.encoder.conv_in.weight")
     }
+
+
+def write_random_sd15_checkpoint(path: str | Path, seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
+    """A full-size SD 1.5 checkpoint (the shipped configs) of random weights; see ``write_random_sd_checkpoint``."""
+    from spire_ir.models.loading import shipped_config_dir
+
+    return write_random_sd_checkpoint(path, shipped_config_dir("sd15"), seed, dtype)

@@ -53,3 +53,14 @@ def test_int_is_accepted_for_float_and_none_for_optional():
 
     parsed = from_dict(Outer, {"inner": {"a": 2, "b": None}})
     assert parsed.inner.a == 2.0 and isinstance(parsed.inner.a, float) and parsed.inner.b is None
+
+
+def test_yaml_booleans_are_read_back_as_the_word_a_choice_expects(tmp_path):
+    # YAML 1.1 reads `no` as False: `--set mixed_precision=no` and `mixed_precision: no` mean the string "no"
+    config = load_config(TrainConfig, "configs/tiny-smoke.yaml", ["mixed_precision=no"])
+    assert config.mixed_precision == "no"
+    (tmp_path / "c.yaml").write_text("mixed_precision: no\ndata:\n  degrade: no\n")
+    loaded = load_config(TrainConfig, tmp_path / "c.yaml")
+    assert loaded.mixed_precision == "no" and loaded.data.degrade is False  # a real bool stays a bool
+    with pytest.raises(ConfigError, match=r"mixed_precision: True is not one of"):
+        load_config(TrainConfig, "configs/tiny-smoke.yaml", ["mixed_precision=yes"])

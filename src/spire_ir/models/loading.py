@@ -89,40 +89,47 @@ def _from_folder(base: Path, prediction_type: str | None, torch_dtype: torch.dty
 
 
 def _detect_single_file_kind(path: Path) -> str:
+    """"sd15" (CLIP text encoder) or "sd21" (OpenCLIP) for a checkpoint in the original Stable Diffusion layout."""
     from safetensors import safe_open
 
-    key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
     with safe_open(str(path), framework="pt") as handle:
-        if key not in handle.keys():
-            raise ValueError(
-                f"{path}: not a Stable Diffusion 1.x/2.x checkpoint in the original layout (no {key})"
-            )
-        width = handle.get_slice(key).get_shape()[1]
-    if width == 768:
-        return "sd15"
-    if width == 1024:
-        return "sd21"
-    raise ValueError(f"{path}: cross-attention width {width} matches neither SD 1.x (768) nor SD 2.x (1024)")
+        keys = list(handle.keys())
+    unet_key = "model.diffusion_model.input_blocks.0.0.weight"
+    if unet_key not in keys:
+        raise ValueError(f"{path}: not a Stable Diffusion 1.x/2.x checkpoint in the original layout (no {unet_key})")
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd21"  # OpenCLIP (SD 2.x)
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return "sd15"  # CLIP ViT-L (SD 1.x)
+    raise ValueError(f"{path}: no text encoder (cond_stage_model.*); SD 1.x and 2.x checkpoints hold one")
 
 
 def _from_single_file(
-    path: Path, prediction_type: str | None, torch_dtype: torch.dtype | None
+    path: Path, prediction_type: str | None, torch_dtype: torch.dtype | None, config: Path | None = None
 ) -> dict[str, Any]:
     from diffusers import StableDiffusionPipeline
 
     from spire_ir.models.text import clip_tokenizer_from_bpe
 
     kind = _detect_single_file_kind(path)
-    if kind == "sd21" and prediction_type is None:
-        raise ValueError(
-            f"{path} is an SD 2.x checkpoint: pass prediction_type='v_prediction' (SD 2.x 768) or 'epsilon' "
-            "(SD 2.x base 512); the weights do not say which"
-        )
-    config = shipped_config_dir(kind if prediction_type != "epsilon" or kind == "sd15" else "sd21-base")
-    bpe = shipped_config_dir("clip") / "bpe_simple_vocab_16e6.txt.gz"
-    # SD 1.x pads with <|endoftext|>; SD 2.x (OpenCLIP) pads with "!" (id 0)
-    pad = "<|endoftext|>" if kind == "sd15" else "!"
-    tokenizer = clip_tokenizer_from_bpe(bpe, _cache_dir(kind), pad_token=pad)
+    if config is None:
+        if kind == "sd21" and prediction_type is None:
+            raise ValueError(
+                f"{path} is an SD 2.x checkpoint: pass prediction_type='v_prediction' (SD 2.x 768) or 'epsilon' "
+                "(SD 2.x base 512); the weights do not say which"
+            )
+        config = shipped_config_dir(kind if prediction_type != "epsilon" or kind == "sd15" else "sd21-base")
+    missing = [name for name in ("unet", "vae", "text_encoder", "scheduler") if not (config / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{config}: a base config folder needs {', '.join(missing)}/ (diffusers layout)")
+    if (config / "tokenizer" / "vocab.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(config / "tokenizer", local_files_only=True)
+    else:  # SD 1.x pads with <|endoftext|>; SD 2.x (OpenCLIP) pads with "!" (id 0)
+        bpe = shipped_config_dir("clip") / "bpe_simple_vocab_16e6.txt.gz"
+        pad = "<|endoftext|>" if kind == "sd15" else "!"
+        tokenizer = clip_tokenizer_from_bpe(bpe, _cache_dir(kind), pad_token=pad)
     kwargs: dict[str, Any] = {"config": str(config), "local_files_only": True, "tokenizer": tokenizer}
     if torch_dtype is not None:
         kwargs["torch_dtype"] = torch_dtype
@@ -143,7 +150,10 @@ def _cache_dir(kind: str) -> Path:
 
 
 def load_base_components(
-    base: Path, prediction_type: str | None = None, torch_dtype: torch.dtype | None = None
+    base: Path,
+    prediction_type: str | None = None,
+    torch_dtype: torch.dtype | None = None,
+    config: Path | None = None,
 ) -> dict[str, Any]:
     """Load vae, unet, text_encoder, tokenizer and a DDIM scheduler from a local base model.
 
@@ -151,6 +161,9 @@ def load_base_components(
         base: a diffusers folder, or a single ``.safetensors`` SD checkpoint.
         prediction_type: override the scheduler's prediction type.
         torch_dtype: dtype for the weights.
+        config: for a single-file checkpoint, a diffusers-layout folder of component configs (``unet/``,
+            ``vae/``, ``text_encoder/``, ``scheduler/``, optionally ``tokenizer/``) to use instead of the shipped
+            SD 1.5 / 2.1 ones: a checkpoint of another width, or one whose scheduler differs.
 
     Raises:
         FileNotFoundError: the path or a component folder is missing (named in the message).
@@ -165,5 +178,7 @@ def load_base_components(
             raise ValueError(
                 f"{base}: only .safetensors checkpoints are loaded (never pickle .ckpt/.bin files)"
             )
-        return _from_single_file(base, prediction_type, torch_dtype)
+        return _from_single_file(base, prediction_type, torch_dtype, None if config is None else Path(config))
+    if config is not None:
+        raise ValueError(f"{base} is a diffusers folder with its own configs; a base config is for single files")
     return _from_folder(base, prediction_type, torch_dtype)

@@ -242,6 +242,7 @@ class SpirePipeline(DiffusionPipeline):
         fusion: str = "modulation",
         prediction_type: str | None = None,
         torch_dtype: torch.dtype | None = None,
+        base_config: str | Path | None = None,
     ) -> SpirePipeline:
         """Build a pipeline on a local Stable Diffusion (or our own small) base model.
 
@@ -253,11 +254,13 @@ class SpirePipeline(DiffusionPipeline):
             fusion: fusion mode of a fresh adaptor.
             prediction_type: override the scheduler's ("epsilon" or "v_prediction"; SD 2.x 768 uses v).
             torch_dtype: dtype to load the weights in.
+            base_config: for a single-file checkpoint, a diffusers-layout folder of component configs to use
+                instead of the shipped SD ones.
         """
         from spire_ir.models.loading import load_base_components
 
         parts = load_base_components(
-            Path(base_path), prediction_type=prediction_type, torch_dtype=torch_dtype
+            Path(base_path), prediction_type=prediction_type, torch_dtype=torch_dtype, config=base_config
         )
         vae_factor = 2 ** (len(parts["vae"].config.block_out_channels) - 1)
         if adaptor is None:

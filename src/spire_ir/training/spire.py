@@ -47,6 +47,9 @@ class ModelConfig:
     base: str = (
         "tiny"  # a diffusers SD folder, a .safetensors checkpoint, or "tiny" (random tiny prior, smoke tests)
     )
+    # a single-file base whose layout differs from the shipped SD 1.5 / 2.1 configs: a diffusers-layout folder
+    # of its component configs (unet/, vae/, text_encoder/, scheduler/, optionally tokenizer/)
+    base_config: str | None = None
     adaptor: str | None = None  # continue from a saved adaptor folder
     fusion: Literal["modulation", "additive"] = "modulation"  # "additive" = the paper's ControlNet-SR
     prediction_type: str | None = None  # override the base scheduler's ("epsilon" | "v_prediction")
@@ -213,7 +216,9 @@ def load_frozen_parts(model: ModelConfig, seed: int = 0) -> FrozenParts:
     else:
         from spire_ir.models.loading import load_base_components
 
-        components = load_base_components(Path(model.base), prediction_type=model.prediction_type)
+        components = load_base_components(
+            Path(model.base), prediction_type=model.prediction_type, config=model.base_config
+        )
     sampling = scheduler = components["scheduler"]
     bridge = isinstance(scheduler, ResShiftScheduler)
     if bridge != (model.objective == "bridge"):

@@ -25,6 +25,16 @@ class ConfigError(ValueError):
     """A config has an unknown key, a value of the wrong type, or a malformed override."""
 
 
+def _unyaml_bool(value: Any, options: tuple) -> Any:
+    """YAML 1.1 reads ``no``/``off`` as False and ``yes``/``on`` as True; give a string choice such as
+    ``mixed_precision: no`` back its word when exactly one option spells that boolean."""
+    if not isinstance(value, bool) or any(isinstance(o, bool) for o in options):
+        return value
+    words = ("yes", "on", "true") if value else ("no", "off", "false")
+    spelled = [o for o in options if isinstance(o, str) and o.lower() in words]
+    return spelled[0] if len(spelled) == 1 else value
+
+
 def _check(value: Any, annotation: Any, where: str) -> Any:
     origin = get_origin(annotation)
     if annotation is Any:
@@ -43,6 +53,7 @@ def _check(value: Any, annotation: Any, where: str) -> Any:
                 errors.append(str(error))
         raise ConfigError(errors[0] if errors else f"{where}: unexpected None")
     if origin is Literal:
+        value = _unyaml_bool(value, get_args(annotation))
         if value not in get_args(annotation):
             raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(annotation))}")
         return value
