@@ -14,6 +14,7 @@ every metric convention. Under ``accelerate launch`` items are sharded across pr
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import io
@@ -174,8 +175,8 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
 
     model = str(options.model or "spire-tiny")  # the built-in model by default
     pipe = SpirePipeline.from_pretrained(model)
-    if options.device == "cuda":
-        pipe.to("cuda", torch.float16)
+    if options.device.startswith("cuda"):
+        pipe.to(options.device, torch.float16)
     pipe.set_progress_bar_config(disable=True)
     steps = options.steps if options.steps is not None else int(pipe.config.default_steps)
     guidance = options.guidance if options.guidance is not None else float(pipe.config.default_guidance)
@@ -378,10 +379,12 @@ def run_bench(
     bench, output = Path(bench), Path(output)
     options, settings = options or MethodOptions(), settings or MetricSettings()
     manifest = load_manifest(bench)
+    state = PartialState(cpu=cpu_launch())
+    if options.device == "cuda" and state.device.type == "cuda":  # each process on its own GPU
+        options = dataclasses.replace(options, device=str(state.device))
     restore, method_settings = METHODS[method](options)
     unavailable: dict[str, str] = {}
     scorers, set_metrics = _scorers(metrics, crop_border, settings, unavailable)
-    state = PartialState(cpu=cpu_launch())
     mine = manifest["items"][state.process_index :: state.num_processes]
     todo = [item for item in mine if not (output / "items" / f"{item['id']}.json").is_file()]
     bar = tqdm(todo, desc=f"{method}", disable=not (progress and state.is_main_process), dynamic_ncols=True)
