@@ -268,3 +268,50 @@ def test_bench_sweep_and_strength_on_a_model_folder(tmp_path, capsys):
         rhos = result[walk]["spearman_per_image"]
         assert len(rhos) == 2 and all(rho is None or -1 <= rho <= 1 for rho in rhos)
         assert len(result[walk]["energy"]) == 2 and len(result[walk]["energy"][0]) == 6
+
+
+def test_score_reads_outside_outputs_lists_every_problem_and_reports_beside_our_runs(photos, tmp_path, capsys):
+    import shutil
+
+    bench = tmp_path / "bench"
+    build = ["bench", "build", "--images", str(photos), "--n", "5", "--size", "64", "--seed", "2", "-o", str(bench)]
+    assert main(build) == 0
+    metrics = ["--metrics", "psnr,ssim"]
+    assert main(["bench", "run", str(bench), "--method", "identity", *metrics, "-o", str(tmp_path / "id")]) == 0
+    ids = [item["id"] for item in json.loads((bench / "manifest.json").read_text())["items"]]
+    # an outside tool's folder: the degraded inputs saved back as its "outputs" (scores must equal identity's)
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    for item_id in ids:
+        shutil.copy(bench / "y" / f"{item_id}.png", outputs / f"{item_id}_out.png")  # Real-ESRGAN's naming
+    score = ["bench", "score", str(bench), "--outputs", str(outputs), "--name", "Other tool", *metrics]
+    assert main([*score, "-o", str(tmp_path / "other")]) == 0
+    ours = (tmp_path / "id" / "metrics.csv").read_text().splitlines()
+    theirs = (tmp_path / "other" / "metrics.csv").read_text().splitlines()
+    assert theirs == ours  # same items, same scores, same columns
+
+    (outputs / f"{ids[0]}_out.png").unlink()  # missing
+    save_image(make_photo(32, 32), outputs / f"{ids[1]}_out.png")  # wrong size
+    (outputs / f"{ids[2]}_out.png").write_bytes(b"not an image")  # unreadable
+    shutil.copy(outputs / f"{ids[3]}_out.png", outputs / f"{ids[3]}.jpg")  # two files for one item
+    save_image(make_photo(64, 64), outputs / "notes.png")  # belongs to no item
+    capsys.readouterr()
+    assert main([*score, "-o", str(tmp_path / "broken")]) == 1
+    err = capsys.readouterr().err
+    summary = json.loads((tmp_path / "broken" / "summary.json").read_text())
+    assert summary["complete"] is False and summary["scored"] == 1
+    problems = summary["problems"]
+    assert problems["missing"] == [ids[0]] and problems["extra"] == ["notes.png"]
+    assert problems["wrong_size"] == [f"{ids[1]}_out.png: 32x32, the clean image is 64x64"]
+    assert problems["unreadable"][0].startswith(f"{ids[2]}_out.png") and problems["ambiguous"][0].startswith(ids[3])
+    assert f"missing: {ids[0]}" in err and "extra: notes.png" in err
+    assert len((tmp_path / "broken" / "metrics.csv").read_text().splitlines()) == 2  # header + the one scored
+
+    # two runs of one method get distinct labels; the incomplete run says so
+    assert main(["bench", "run", str(bench), "--method", "identity", *metrics, "-o", str(tmp_path / "id2")]) == 0
+    runs = [str(tmp_path / name) for name in ("id", "id2", "other", "broken")]
+    assert main(["bench", "report", *runs, "-o", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "table.md").read_text().splitlines()
+    assert [row.split(" | ")[0].lstrip("| ") for row in table[2:6]] == [
+        "identity [id]", "identity [id2]", "Other tool", "Other tool (incomplete: 1 of 5 items)"
+    ]

@@ -50,7 +50,7 @@ def test_range_and_shape_are_checked_with_a_clear_message():
 def test_registry_records_conventions():
     metric = create_metric("psnr", crop_border=4, y_channel=True)
     assert metric.describe() == {"name": "psnr", "lower_better": False, "full_reference": True, "input": "RGB [0, 1]",
-                                 "data_range": 1.0, "crop_border": 4, "y_channel": True}  # fmt: skip
+                                 "data_range": 1.0, "scale": "dB", "crop_border": 4, "y_channel": True}  # fmt: skip
     assert list_metrics() == [
         "brisque", "clip_i", "clip_t", "clipiqa", "lpips", "maniqa", "musiq", "niqe", "psnr", "ssim",
     ]  # fmt: skip
@@ -159,7 +159,15 @@ def test_clip_metrics_plumbing_with_random_weights(tiny_clip):
     assert clip_i(cases["noise"], x).item() < 1.0
     clip_t = create_metric("clip_t", settings=MetricSettings(clip_model=tiny_clip))
     scores = clip_t(torch.cat([x, cases["dark"]]), captions=["a cat", "a dog"])
-    assert scores.shape == (2,) and torch.isfinite(scores).all() and (scores >= 0).all()
+    assert scores.shape == (2,) and torch.isfinite(scores).all()
+    # the paper's scale: the plain cosine of the two embeddings, not torchmetrics' 100 x cosine
+    from spire_ir.evaluation.metrics import _clip_image_embeds, _clip_text_embeds, _load_clip
+
+    model, tokenizer = _load_clip(tiny_clip)
+    image, text = _clip_image_embeds(model, x), _clip_text_embeds(model, tokenizer, ["a cat"])
+    expected = torch.nn.functional.cosine_similarity(image, text).item()
+    assert scores[0].item() == pytest.approx(expected, abs=1e-6) and -1 <= scores.min() <= scores.max() <= 1
+    assert clip_t.describe()["scale"].startswith("cosine")
     with pytest.raises(ValueError, match="pass captions"):
         clip_t(x)
     quality = create_metric("clipiqa", settings=MetricSettings(clip_model=tiny_clip))(torch.cat([x, cases["noise"]]))

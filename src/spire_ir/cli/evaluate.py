@@ -1,4 +1,4 @@
-"""``spire metrics``, ``spire bench build | run | report`` and ``spire convert-weights``."""
+"""``spire metrics``, ``spire bench build | run | score | report`` and ``spire convert-weights``."""
 
 from __future__ import annotations
 
@@ -97,6 +97,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     print(f"{name} (over the set): {score['value']:.4f}")
                 for line in [*summary["unavailable"].values(), *summary["warnings"]]:
                     print(f"spire: {line}", file=sys.stderr)
+        elif args.bench_command == "score":
+            return _score_command(args)
         else:
             from spire_ir.evaluation.report import write_report
 
@@ -107,6 +109,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise CommandError(f"{error}; evaluation needs: pip install 'spire-ir[metrics,train]'") from error
     return 0
+
+
+def _score_command(args: argparse.Namespace) -> int:
+    """``spire bench score``: exit 1 when an output is missing, unreadable or of the wrong size."""
+    from spire_ir.evaluation.score import score_outputs
+
+    summary = score_outputs(
+        args.bench, args.outputs, args.output, args.name, prompts_mode=args.prompts,
+        metrics=tuple(args.metrics.split(",")), crop_border=args.crop_border, settings=metric_settings(args),
+    )  # fmt: skip
+    means = ", ".join(f"{k} {v['mean']:.4f}" for k, v in summary["metrics"].items() if v["mean"] is not None)
+    print(f"{args.name}: {summary['scored']} of {summary['items']} items scored: {means}")
+    for kind, entries in summary["problems"].items():
+        for entry in entries:
+            print(f"spire: {kind.replace('_', ' ')}: {entry}", file=sys.stderr)
+    for line in summary["unavailable"].values():
+        print(f"spire: {line}", file=sys.stderr)
+    failed = any(summary["problems"][k] for k in ("missing", "ambiguous", "wrong_size", "unreadable"))
+    return 1 if failed else 0
 
 
 def cmd_convert_weights(args: argparse.Namespace) -> int:
@@ -169,29 +190,7 @@ def _add_bench_parsers(sub) -> None:
     )
     p.add_argument("--model", default=None, help="pipeline folder for --method spire (default: spire-tiny)")
     p.add_argument("--prompts", choices=("full", "semantic", "restoration", "none"), default="full")
-    p.add_argument("--metrics", default="psnr,ssim,niqe", help="comma-separated metric names")
-    p.add_argument("--crop-border", type=int, default=0)
-    p.add_argument(
-        "--clip-model",
-        default=None,
-        help="local CLIP folder for clip_i, clip_t, clipiqa, fd_clip (or SPIRE_CLIP_MODEL)",
-    )
-    p.add_argument(
-        "--lpips-backbone",
-        default=None,
-        help="AlexNet features as safetensors for lpips (or SPIRE_LPIPS_BACKBONE)",
-    )
-    p.add_argument(
-        "--fid-weights",
-        default=None,
-        help="FID Inception-v3 (pt_inception-2015-12-05) as safetensors for fid (or SPIRE_FID_WEIGHTS)",
-    )
-    p.add_argument(
-        "--iqa-weights",
-        default=None,
-        help="folder with musiq.safetensors / maniqa.safetensors (pyiqa's KonIQ models; needs the pyiqa "
-        "extra) (or SPIRE_IQA_WEIGHTS)",
-    )
+    _add_metric_options(p)
     add_steps_and_guidance(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run folder")
@@ -217,10 +216,50 @@ def _add_bench_parsers(sub) -> None:
     p.add_argument("--sweep-steps", default="1,2,4,8", help="comma-separated K values")
     p.add_argument("--kinds", default="deterministic,stochastic", help="step kinds (stochastic: ResShift only)")
     p.set_defaults(func=cmd_bench)
+    p = bench_sub.add_parser(
+        "score", help="score another system's restored images on a bench (DiffBIR, StableSR, SUPIR, ...)"
+    )
+    p.add_argument("bench", help="a bench folder (its degraded inputs are BENCH/y/ID.png)")
+    p.add_argument("--outputs", required=True, help="the restored images: ID.png or ID_suffix.ext, one per item")
+    p.add_argument("--name", required=True, help='the method\'s name in the table, e.g. "DiffBIR v2"')
+    p.add_argument(
+        "--prompts", choices=("full", "semantic", "restoration", "none"), default="none",
+        help="which of the bench's prompts the system was given (the table's Sem/Res marks; default none)",
+    )  # fmt: skip
+    _add_metric_options(p)
+    p.add_argument("-o", "--output", required=True, help="run folder")
+    p.set_defaults(func=cmd_bench)
     p = bench_sub.add_parser("report", help="Table-1-style table, strength plots and a comparison grid")
     p.add_argument("runs", nargs="+", help="finished run folders on the same bench")
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=cmd_bench)
+
+
+def _add_metric_options(p: argparse.ArgumentParser) -> None:
+    """--metrics, --crop-border and where the weighted metrics find their weights."""
+    p.add_argument("--metrics", default="psnr,ssim,niqe", help="comma-separated metric names")
+    p.add_argument("--crop-border", type=int, default=0)
+    p.add_argument(
+        "--clip-model",
+        default=None,
+        help="local CLIP folder for clip_i, clip_t, clipiqa, fd_clip (or SPIRE_CLIP_MODEL)",
+    )
+    p.add_argument(
+        "--lpips-backbone",
+        default=None,
+        help="AlexNet features as safetensors for lpips (or SPIRE_LPIPS_BACKBONE)",
+    )
+    p.add_argument(
+        "--fid-weights",
+        default=None,
+        help="FID Inception-v3 (pt_inception-2015-12-05) as safetensors for fid (or SPIRE_FID_WEIGHTS)",
+    )
+    p.add_argument(
+        "--iqa-weights",
+        default=None,
+        help="folder with musiq.safetensors / maniqa.safetensors (pyiqa's KonIQ models; needs the pyiqa "
+        "extra) (or SPIRE_IQA_WEIGHTS)",
+    )
 
 
 def _add_walk_inputs(p: argparse.ArgumentParser) -> None:

@@ -37,7 +37,10 @@ from spire_ir.utils.seeding import derive_seed, make_generator
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "PROMPT_MODES", "MethodOptions", "build_bench", "load_manifest", "run_bench"]
+__all__ = [
+    "METHODS", "PROMPT_MODES", "MethodOptions", "build_bench", "load_manifest", "make_scorers", "package_versions",
+    "run_bench", "score_image", "set_metric_scores", "write_tables",
+]  # fmt: skip
 
 PROMPT_MODES = {  # (use c_s, use c_r): the paper's "Prompts" columns
     "full": (True, True),
@@ -220,7 +223,8 @@ METHODS: dict[str, Callable[[MethodOptions], tuple[Restorer, dict[str, Any]]]] =
 }
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """The installed versions of the packages a score depends on (recorded in every summary)."""
     import importlib.metadata as md
 
     out = {}
@@ -232,8 +236,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _set_metrics(names, bench: Path, output: Path, manifest: dict, settings, unavailable):
-    """Metrics over the whole (merged) set: ``fid``, ``fd_clip``. Returns (scores, warnings)."""
+def set_metric_scores(names, bench: Path, output: Path, manifest: dict, settings, unavailable):
+    """Metrics over the whole (merged) set: ``fid``, ``fd_clip`` of ``output/images`` against the bench's clean
+    images. Returns (scores, warnings); what cannot run goes into ``unavailable``."""
     from spire_ir.evaluation.metrics import (
         FID_MIN_IMAGES,
         SET_METRICS,
@@ -271,7 +276,7 @@ def _set_metrics(names, bench: Path, output: Path, manifest: dict, settings, una
     return scores, warnings_
 
 
-def _scorers(metrics: tuple[str, ...], crop_border: int, settings, unavailable: dict) -> tuple[list, list[str]]:
+def make_scorers(metrics: tuple[str, ...], crop_border: int, settings, unavailable: dict) -> tuple[list, list[str]]:
     """The per-image metrics that can run here, and the names of the set-level ones."""
     from spire_ir.evaluation.metrics import SET_METRICS, MetricUnavailable, create_metric
 
@@ -287,7 +292,9 @@ def _scorers(metrics: tuple[str, ...], crop_border: int, settings, unavailable: 
     return scorers, [name for name in metrics if name in SET_METRICS]
 
 
-def _score(metric, restored: torch.Tensor, x: torch.Tensor, caption: str, unavailable: dict) -> float | None:
+def score_image(metric, restored: torch.Tensor, x: torch.Tensor, caption: str, unavailable: dict) -> float | None:
+    """One metric on one (1, 3, H, W) image in [0, 1] against the clean x; None (reason in ``unavailable``) when
+    the metric cannot score it."""
     try:
         if metric.needs_caption and not caption:
             raise ValueError(f"{metric.name}: the item has no caption")
@@ -312,7 +319,7 @@ def _restore_and_score(restore: Restorer, bar, bench: Path, output: Path, prompt
         with torch.no_grad():
             restored = quantize_8bit(restore(y, c_s, c_r))  # scored as saved (8 bit)
         save_image(restored, output / "images" / f"{item['id']}.png")
-        scores = {metric.name: _score(metric, restored, x, item["c_s"], unavailable) for metric in scorers}
+        scores = {metric.name: score_image(metric, restored, x, item["c_s"], unavailable) for metric in scorers}
         for name, value in scores.items():
             if value is not None:
                 sums[name].append(value)
@@ -321,7 +328,7 @@ def _restore_and_score(restore: Restorer, bar, bench: Path, output: Path, prompt
         bar.set_postfix({k: f"{sum(v) / len(v):.3f}" for k, v in sums.items() if v})
 
 
-def _write_tables(output: Path, manifest: dict, scorers: list) -> tuple[dict, dict]:
+def write_tables(output: Path, manifest: dict, scorers: list) -> tuple[dict, dict]:
     """Phase 3: metrics.csv / metrics.json over every item; returns the means and the counts per metric."""
     rows = [json.loads((output / "items" / f"{item['id']}.json").read_text()) for item in manifest["items"]]
     columns = ["id", "c_s", "c_r", *[m.name for m in scorers]]
@@ -384,7 +391,7 @@ def run_bench(
         options = dataclasses.replace(options, device=str(state.device))
     restore, method_settings = METHODS[method](options)
     unavailable: dict[str, str] = {}
-    scorers, set_metrics = _scorers(metrics, crop_border, settings, unavailable)
+    scorers, set_metrics = make_scorers(metrics, crop_border, settings, unavailable)
     mine = manifest["items"][state.process_index :: state.num_processes]
     todo = [item for item in mine if not (output / "items" / f"{item['id']}.json").is_file()]
     bar = tqdm(todo, desc=f"{method}", disable=not (progress and state.is_main_process), dynamic_ncols=True)
@@ -395,14 +402,14 @@ def run_bench(
     state.wait_for_everyone()
     if not state.is_main_process:
         return {}
-    means, counts = _write_tables(output, manifest, scorers)
-    set_scores, warnings_ = _set_metrics(set_metrics, bench, output, manifest, settings, unavailable)
+    means, counts = write_tables(output, manifest, scorers)
+    set_scores, warnings_ = set_metric_scores(set_metrics, bench, output, manifest, settings, unavailable)
     summary = {
         "bench": str(bench), "setting": manifest["setting"], "items": len(manifest["items"]), "method": method,
         "model": method_settings.pop("model", None), "prompts": prompts_mode, "settings": method_settings,
         "processes": state.num_processes,
         "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
-        "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": _versions(),
+        "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": package_versions(),
     }  # fmt: skip
     save_json(summary, output / "summary.json")
     return summary

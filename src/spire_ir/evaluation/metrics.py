@@ -123,6 +123,7 @@ class Metric:
     conventions: dict = field(default_factory=dict)
 
     needs_caption: bool = False
+    scale: str = ""  # the unit and range of a score, as results files record it
 
     def __call__(
         self, image: torch.Tensor, reference: torch.Tensor | None = None, captions: list[str] | None = None
@@ -139,7 +140,7 @@ class Metric:
     def describe(self) -> dict:
         """Metadata for results files."""
         return {"name": self.name, "lower_better": self.lower_better, "full_reference": self.full_reference,
-                "input": "RGB [0, 1]", "data_range": 1.0, **self.conventions}  # fmt: skip
+                "input": "RGB [0, 1]", "data_range": 1.0, "scale": self.scale, **self.conventions}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ NIQE
@@ -338,12 +339,13 @@ def clip_i(
 
 
 def clip_t(image: torch.Tensor, captions: list[str], clip_model: str | None = None, **_: Any) -> torch.Tensor:
-    """CLIP-T: 100 × cosine similarity of the image and caption embeddings (torchmetrics' CLIP score), (B,)."""
+    """CLIP-T: cosine similarity of the image and caption embeddings, (B,) in [-1, 1], the paper's scale (its
+    Table 1 reports 0.285-0.308; torchmetrics' CLIP score is 100 × this, clamped at 0)."""
     _check(image, "image")
     model, tokenizer = _load_clip(_clip_model_path(clip_model))
     with torch.no_grad():
         text = _clip_text_embeds(model, tokenizer, captions)
-        return (100 * (_clip_image_embeds(model, image) * text).sum(-1)).clamp(min=0).double()
+        return (_clip_image_embeds(model, image) * text).sum(-1).double()
 
 
 # ------------------------------------------------------------------------------------------------ LPIPS
@@ -679,6 +681,7 @@ class MetricSpec:
         luma: the usual ``y_channel`` convention (NIQE reads luma).
         needs_caption: compares an image with its caption (CLIP-T).
         requires: raises ``MetricUnavailable`` when a system part is missing (BRISQUE's OpenCV model files).
+        scale: the unit and range of a score (recorded in every results file).
     """
 
     function: Callable[..., torch.Tensor]
@@ -688,20 +691,26 @@ class MetricSpec:
     luma: bool = False
     needs_caption: bool = False
     requires: Callable[[], None] | None = None
+    scale: str = ""
 
 
 METRICS: dict[str, MetricSpec] = {
-    "psnr": MetricSpec(psnr, lower_better=False, full_reference=True),
-    "ssim": MetricSpec(ssim, lower_better=False, full_reference=True),
-    "niqe": MetricSpec(niqe, lower_better=True, full_reference=False, luma=True),
-    "brisque": MetricSpec(brisque, lower_better=True, full_reference=False, requires=_brisque_available),
-    "clip_i": MetricSpec(clip_i, lower_better=False, full_reference=True, weights=_clip_conventions),
-    "clip_t": MetricSpec(clip_t, False, False, weights=_clip_conventions, needs_caption=True),
-    "clipiqa": MetricSpec(clipiqa, lower_better=False, full_reference=False, weights=_clip_conventions),
-    "lpips": MetricSpec(lpips, lower_better=True, full_reference=True, weights=_lpips_conventions),
-    "musiq": MetricSpec(_pyiqa_metric("musiq"), False, False, weights=_pyiqa_conventions),
-    "maniqa": MetricSpec(_pyiqa_metric("maniqa"), False, False, weights=_pyiqa_conventions),
-}
+    "psnr": MetricSpec(psnr, lower_better=False, full_reference=True, scale="dB"),
+    "ssim": MetricSpec(ssim, lower_better=False, full_reference=True, scale="[-1, 1], 1 = identical"),
+    "niqe": MetricSpec(niqe, lower_better=True, full_reference=False, luma=True, scale="about 2-10 on photos"),
+    "brisque": MetricSpec(brisque, lower_better=True, full_reference=False, requires=_brisque_available,
+                          scale="about 0-100"),
+    "clip_i": MetricSpec(clip_i, lower_better=False, full_reference=True, weights=_clip_conventions,
+                         scale="cosine, [-1, 1]"),
+    "clip_t": MetricSpec(clip_t, False, False, weights=_clip_conventions, needs_caption=True,
+                         scale="cosine, [-1, 1] (the paper's Table 1: 0.285-0.308)"),
+    "clipiqa": MetricSpec(clipiqa, lower_better=False, full_reference=False, weights=_clip_conventions,
+                          scale="[0, 1]; zero-shot CLIP-IQA (Good/Bad photo), not the paper's CLIP-IQA+"),
+    "lpips": MetricSpec(lpips, lower_better=True, full_reference=True, weights=_lpips_conventions,
+                        scale="distance, about 0-1"),
+    "musiq": MetricSpec(_pyiqa_metric("musiq"), False, False, weights=_pyiqa_conventions, scale="about 0-100"),
+    "maniqa": MetricSpec(_pyiqa_metric("maniqa"), False, False, weights=_pyiqa_conventions, scale="about 0-1"),
+}  # fmt: skip
 
 
 def list_metrics() -> list[str]:
@@ -731,4 +740,6 @@ def create_metric(
         conventions = spec.weights(name, settings or MetricSettings())
     else:
         conventions = {"crop_border": crop_border, "y_channel": spec.luma if y_channel is None else y_channel}
-    return Metric(name, spec.function, spec.lower_better, spec.full_reference, conventions, spec.needs_caption)
+    return Metric(
+        name, spec.function, spec.lower_better, spec.full_reference, conventions, spec.needs_caption, spec.scale
+    )

@@ -31,7 +31,21 @@ def _load_run(run: Path) -> dict[str, Any]:
 
 
 def _label(run: dict) -> str:
-    return run["method"] if run["method"] != "spire" else f"spire ({Path(run['model']).name})"
+    """The row's name: the external system's, spire with its model, or the method; incomplete runs say so."""
+    if run.get("name"):
+        label = run["name"]
+    else:
+        label = run["method"] if run["method"] != "spire" else f"spire ({Path(run['model']).name})"
+    if run.get("complete") is False:
+        label += f" (incomplete: {run['scored']} of {run['items']} items)"
+    return label
+
+
+def _labels(runs: list[dict]) -> list[str]:
+    """Distinct row names: two runs that would share one also get their run folder's name."""
+    labels = [_label(run) for run in runs]
+    return [f"{label} [{Path(run['path']).name}]" if labels.count(label) > 1 else label
+            for label, run in zip(labels, runs, strict=True)]  # fmt: skip
 
 
 def write_report(runs: list[str | Path], output: str | Path, grid_items: int = 4) -> dict[str, Any]:
@@ -42,6 +56,8 @@ def write_report(runs: list[str | Path], output: str | Path, grid_items: int = 4
     benches = {run["bench"] for run in loaded}
     if len(benches) > 1:
         raise ValueError(f"runs are on different benches: {sorted(benches)}")
+    for run, label in zip(loaded, _labels(loaded), strict=True):
+        run["label"] = label
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     names = list(dict.fromkeys(name for run in loaded for name in run["metrics"]))
@@ -53,10 +69,10 @@ def write_report(runs: list[str | Path], output: str | Path, grid_items: int = 4
     table = []
     for run in loaded:
         semantic, restoration = PROMPT_MODES[run["prompts"]]
-        uses_prompts = run["method"] in ("spire", "classical", "bicubic")
+        uses_prompts = run["method"] in ("spire", "classical", "bicubic", "external")
         row = {
-            "method": _label(run),
-            "sem": "✓" if run["method"] == "spire" and semantic else "✗",
+            "method": run["label"],
+            "sem": "✓" if run["method"] in ("spire", "external") and semantic else "✗",
             "res": "✓" if uses_prompts and restoration else "✗",
             **{name: run["metrics"].get(name, {}).get("mean") for name in names},
         }
@@ -130,7 +146,7 @@ def _plots(runs: list[dict], manifest: dict, names: list[str], output: Path) -> 
                         centres.append(xs[inside].mean())
                         means.append(ys[inside].mean())
                 axis.scatter(xs, ys, s=8, alpha=0.35)
-                axis.plot(centres, means, marker="o", label=_label(run))
+                axis.plot(centres, means, marker="o", label=run["label"])
             axis.set_xlabel(f"{kind} {OP_SPECS[kind].param}")
             axis.set_ylabel(name.upper())
             if axis.get_legend_handles_labels()[0]:
@@ -143,14 +159,15 @@ def _plots(runs: list[dict], manifest: dict, names: list[str], output: Path) -> 
 def _grid(runs: list[dict], manifest: dict, output: Path, count: int) -> None:
     bench = Path(runs[0]["bench"])
     rows, labels = [], []
-    for item in manifest["items"][:count]:
+    scored = [{row["id"] for row in run["rows"]} for run in runs]
+    for item in [i for i in manifest["items"] if all(i["id"] in ids for ids in scored)][:count]:
         cells = [load_image(bench / item["y"]).tensor]
         cell_labels = [f"degraded: {item['c_r']}"]
         for run in runs:
             cells.append(load_image(Path(run["path"]) / "images" / f"{item['id']}.png").tensor)
             row = next(r for r in run["rows"] if r["id"] == item["id"])
             score = f" PSNR {row['psnr']:.2f}" if row.get("psnr") is not None else ""
-            cell_labels.append(f"{_label(run)}{score}")
+            cell_labels.append(f"{run['label']}{score}")
         cells.append(load_image(bench / item["x"]).tensor)
         cell_labels.append(f"clean: {item['c_s']}")
         rows.append(cells)
