@@ -20,7 +20,7 @@ def test_restore_folder_with_corrupt_file_and_sidecars(tmp_path, model_dir, caps
     save_image(make_photo(48, 64), folder / "a.png")
     save_image(make_photo(40, 40, seed=1), folder / "b.png")
     (folder / "b.json").write_text(
-        json.dumps({"semantic_prompt": "a dog", "restoration_prompt": "Deblur with sigma 1.5"})
+        json.dumps({"semantic_prompt": "a dog", "restoration_prompt": "deblur σ=1.5"})
     )
     (folder / "a.txt").write_text("a cat on a mat\n")
     (folder / "c.png").write_bytes(b"garbage")
@@ -36,7 +36,8 @@ def test_restore_folder_with_corrupt_file_and_sidecars(tmp_path, model_dir, caps
     assert by_name["a.png"]["semantic_prompt"] == "a cat on a mat"
     assert by_name["a.png"]["restoration_prompt"] == "Remove all degradation"
     assert by_name["b.png"]["semantic_prompt"] == "a dog"
-    assert by_name["b.png"]["restoration_prompt"] == "Deblur with sigma 1.5"
+    assert by_name["b.png"]["restoration_prompt"] == "Deblur with sigma 1.5"  # canonical: what the model read
+    assert by_name["b.png"]["restoration_prompt_as_given"] == "deblur σ=1.5"
     assert by_name["b.png"]["seed"] == 0 and by_name["b.png"]["num_inference_steps"] == 2
 
 

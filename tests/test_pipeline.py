@@ -222,3 +222,16 @@ def test_an_adaptor_trained_on_op_types_reads_op_types():
         pipe.adaptor.register_to_config(restoration_prompt="with_params")
     assert torch.equal(rewritten, types_only)
     assert (rewritten - with_values).abs().max() > 1e-6  # the tiny adaptor does read c_r
+
+
+def test_loose_restoration_text_reaches_the_model_as_the_canonical_string(pipe):
+    image = make_photo(48, 48)
+    assert pipe.restoration_as_trained(["deblur σ=2 and upscale 4x", ""]) == [
+        "Deblur with sigma 2.0, Upsample to 4.0", "Remove all degradation",
+    ]  # fmt: skip
+    loose = _run(pipe, image, restoration_prompt="denoise sigma .05")
+    assert torch.equal(loose, _run(pipe, image, restoration_prompt="Denoise with sigma 0.05"))
+    # as written, the loose text would have been another embedding for the adaptor
+    encoded = pipe.encode_prompt(pipe.restoration_as_trained(["denoise sigma .05"]))
+    assert torch.equal(encoded, pipe.encode_prompt(["Denoise with sigma 0.05"]))
+    assert not torch.equal(encoded, pipe.encode_prompt(["denoise sigma .05"]))

@@ -91,3 +91,15 @@ _op = st.one_of(
 def test_parse_format_round_trip(ops, blind):
     prompt = RestorationPrompt(ops=tuple(ops), blind=blind)
     assert prompts.parse(prompts.format(prompt)) == prompt
+
+
+def test_canonical_encodes_loose_text_as_the_synthesiser_writes_it():
+    assert prompts.canonical("deblur σ=2 and upscale 4x") == "Deblur with sigma 2.0, Upsample to 4.0"
+    assert prompts.canonical("  remove all degradations ") == BLIND_PROMPT
+    assert prompts.canonical("") == BLIND_PROMPT  # no op named: blind restoration
+    written = "Deblur with sigma 2.1, Upsample to 3.4, Denoise with sigma 0.05, Dejpeg with quality 61"
+    assert prompts.canonical(written) == written
+    with pytest.warns(PromptWarning, match="not understood: 'make it pretty'"):
+        assert prompts.canonical("make it pretty") == "make it pretty"  # nothing readable: as written
+    with pytest.raises(PromptError):
+        prompts.canonical("denoise with sigma 7")

@@ -1,4 +1,5 @@
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -91,9 +92,10 @@ def test_studio_restore_returns_input_size_and_command(tmp_path, tiny_pipe):
     save_image(make_photo(40, 56), tmp_path / "in.png")
     studio = Studio(tiny_pipe, "m", max_pixels=10**6)
     pair, paths, download, settings, command = studio.restore(
-        str(tmp_path / "in.png"), "a cat", "Denoise with sigma 0.05", 2, 4.0, 3, 2, "wavelet", 512
+        str(tmp_path / "in.png"), "a cat", "denoise σ=.05", 2, 4.0, 3, 2, "wavelet", 512
     )
     assert pair[1].size == (56, 40) and len(paths) == 2 and Path(download).is_file()
+    assert json.loads(settings)["restoration_prompt"] == "Denoise with sigma 0.05"  # shown as the model reads it
     assert '"seed": 3' in settings and "-r 'Denoise with sigma 0.05'" in command and "--seed 3" in command
     with pytest.raises(gr.Error, match="could not read"):
         (tmp_path / "bad.png").write_bytes(b"x")

@@ -33,6 +33,7 @@ __all__ = [
     "PromptWarning",
     "RestorationOp",
     "RestorationPrompt",
+    "canonical",
     "format",
     "format_prompt",
     "parse",
@@ -246,6 +247,22 @@ def format(prompt: RestorationPrompt | list[RestorationOp] | tuple[RestorationOp
         prompt = RestorationPrompt(ops=tuple(prompt))
     parts = ([BLIND_PROMPT] if prompt.blind else []) + [op.text() for op in prompt.ops] + list(prompt.unknown)
     return ", ".join(parts)
+
+
+def canonical(text: str) -> str:
+    """The canonical text of a restoration prompt: the form the synthesiser writes and models are trained on.
+
+    >>> canonical("deblur σ=2 and upscale 4x")
+    'Deblur with sigma 2.0, Upsample to 4.0'
+
+    Empty text is the blind prompt. Fragments the grammar cannot read are kept after the ops and warned about
+    (``PromptWarning``); text with nothing the grammar reads is returned as written. Raises ``PromptError`` for a
+    value out of range.
+    """
+    if not text.strip():
+        return BLIND_PROMPT
+    parsed = parse(text)
+    return format(parsed) if parsed.ops or parsed.blind else text.strip()
 
 
 def restoration_prompt_variant(c_r: str, variant: str) -> str:

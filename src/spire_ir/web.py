@@ -150,7 +150,7 @@ class Studio:
             tensor = check_upload(image, self.max_pixels)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", PromptWarning)
-                prompts.parse(restoration or "")
+                restoration = prompts.canonical(restoration or "")  # the text the model reads, shown and recorded
             for warning in caught:
                 gr.Warning(str(warning.message).split("; the text is passed")[0])
         except (ValueError, PromptError) as error:
@@ -161,12 +161,14 @@ class Studio:
             if progress is not None:
                 progress((step, total), desc="denoising")
 
-        images = self.pipe(
-            tensor, prompt=semantic or "", restoration_prompt=restoration or BLIND_PROMPT,
-            num_inference_steps=steps, guidance_scale=float(guidance),
-            generator=[make_generator(seed + k) for k in range(samples)], num_images_per_prompt=samples,
-            color_fix=color_fix, tile_size=tile or None, output_type="pt", callback=report,
-        ).images  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PromptWarning)  # reported above
+            images = self.pipe(
+                tensor, prompt=semantic or "", restoration_prompt=restoration,
+                num_inference_steps=steps, guidance_scale=float(guidance),
+                generator=[make_generator(seed + k) for k in range(samples)], num_images_per_prompt=samples,
+                color_fix=color_fix, tile_size=tile or None, output_type="pt", callback=report,
+            ).images  # fmt: skip
         paths = []
         for k, restored in enumerate(images):
             paths.append(
@@ -175,7 +177,7 @@ class Studio:
                 )
             )
         settings = {
-            "semantic_prompt": semantic or "", "restoration_prompt": restoration or BLIND_PROMPT, "steps": steps,
+            "semantic_prompt": semantic or "", "restoration_prompt": restoration, "steps": steps,
             "guidance": float(guidance), "seed": seed, "num_samples": samples, "color_fix": color_fix, "tile": tile,
         }  # fmt: skip
         command = _command_line(self.model_name, settings["semantic_prompt"], settings["restoration_prompt"], steps,

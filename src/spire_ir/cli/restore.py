@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from spire_ir.cli.common import (
@@ -20,8 +21,6 @@ from spire_ir.cli.common import (
 
 
 def _check_restoration_prompt(text: str) -> None:
-    import warnings
-
     from spire_ir.prompts import PromptError, parse
 
     with warnings.catch_warnings(record=True) as caught:
@@ -135,7 +134,7 @@ def _single_file_output(args: argparse.Namespace) -> bool:
 def _restore_one(pipe, path: Path, files: list[Path], stem: str, args: argparse.Namespace, settings: dict,
                  runtime: dict) -> None:  # fmt: skip
     """Restore one input (prompts from the flags, else its sidecars), save each sample, record it in prompts.jsonl."""
-    from spire_ir.prompts import BLIND_PROMPT
+    from spire_ir.prompts import BLIND_PROMPT, PromptWarning, canonical
     from spire_ir.utils.images import (
         DEFAULT_MAX_PIXELS,
         append_jsonl,
@@ -157,16 +156,21 @@ def _restore_one(pipe, path: Path, files: list[Path], stem: str, args: argparse.
         return
     loaded = load_image(path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     _warn_if_slow(pipe, loaded.tensor, args)
-    images = pipe(
-        loaded.tensor, prompt=semantic, restoration_prompt=restoration,
-        generator=[make_generator(args.seed + k) for k in range(args.num_samples)],
-        num_images_per_prompt=args.num_samples, output_type="pt", **settings,
-    ).images  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PromptWarning)  # the text was checked, and warned about, once per run
+        encoded = canonical(restoration)  # what the model reads ("deblur σ=2" -> "Deblur with sigma 2.0")
+        images = pipe(
+            loaded.tensor, prompt=semantic, restoration_prompt=encoded,
+            generator=[make_generator(args.seed + k) for k in range(args.num_samples)],
+            num_images_per_prompt=args.num_samples, output_type="pt", **settings,
+        ).images  # fmt: skip
     for k, (image, target) in enumerate(zip(images, targets, strict=True)):
         save_image(image.unsqueeze(0), target)
         record = {"input": str(path), "output": str(target), "semantic_prompt": semantic,
-                  "restoration_prompt": restoration, "seed": args.seed + k, "model": str(args.model), **settings,
+                  "restoration_prompt": encoded, "seed": args.seed + k, "model": str(args.model), **settings,
                   **runtime, "conversions": loaded.conversions}  # fmt: skip
+        if encoded != restoration:
+            record["restoration_prompt_as_given"] = restoration
         append_jsonl(record, target.parent / "prompts.jsonl")
         print(f"{path} -> {target}")
 

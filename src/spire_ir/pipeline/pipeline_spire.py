@@ -46,7 +46,7 @@ from spire_ir.models.numeric import restoration_numbers
 from spire_ir.models.pixel_space import SpaceToDepthAutoencoder
 from spire_ir.models.text import encode_text, load_reference
 from spire_ir.pipeline.color import color_fix as apply_color_fix
-from spire_ir.prompts import restoration_prompt_variant
+from spire_ir.prompts import canonical, restoration_prompt_variant
 from spire_ir.schedulers import ResShiftScheduler  # noqa: F401 - folders naming it load
 from spire_ir.utils.images import pil_to_tensor, tensor_to_pil
 
@@ -274,9 +274,12 @@ class SpirePipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------ pieces
 
     def restoration_as_trained(self, texts: Sequence[str]) -> list[str]:
-        """c_r rewritten to the variant the adaptor was trained with (``adaptor.config.restoration_prompt``):
-        an adaptor trained on op types only reads "Deblur", not "Deblur with sigma 2.0". Warns when it rewrites."""
+        """c_r in the form the adaptor was trained on: canonical text (``prompts.canonical``: "deblur σ=2" ->
+        "Deblur with sigma 2.0", "" -> "Remove all degradation"), then the variant of
+        ``adaptor.config.restoration_prompt`` (an adaptor trained on op types only reads "Deblur"). Warns when
+        the variant rewrites a prompt, and (``PromptWarning``) about text the grammar cannot read."""
         variant = getattr(self.adaptor.config, "restoration_prompt", "with_params")
+        texts = [canonical(text) for text in texts]
         rewritten = [restoration_prompt_variant(text, variant) for text in texts]
         changed = sorted({f"{a!r} -> {b!r}" for a, b in zip(texts, rewritten, strict=True) if a != b})
         if changed:
