@@ -69,3 +69,53 @@ def write_shards(root, shards=2, per_shard=4, corrupt=(), size=32):
                 data = b"corrupt" if (shard, i) in corrupt else buffer.getvalue()
                 sink.write({"__key__": f"s{shard}-{i}", "png": data, "txt": f"photo {shard}-{i}"})
     return str(root / f"shard-{{0..{shards - 1}}}.tar")
+
+
+def write_tiny_captioner(folder):
+    """A random-weight BLIP image-to-text model and its processor, saved as a captioner folder (no download)."""
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,
+        BlipProcessor,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "a",
+        "photo",
+        "of",
+        "cat",
+        "dog",
+        "on",
+        "grass",
+        "red",
+    ]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizer(str(folder / "vocab.txt"))
+    tokenizer.bos_token = "[CLS]"
+    text = dict(
+        vocab_size=len(words),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=2,
+        sep_token_id=3,
+        pad_token_id=0,
+    )
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                  patch_size=8)  # fmt: skip
+    torch.manual_seed(0)  # test-only: transformers initialises from the global generator
+    BlipForConditionalGeneration(
+        BlipConfig(text_config=text, vision_config=vision, projection_dim=32)
+    ).save_pretrained(folder)
+    BlipProcessor(BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer).save_pretrained(folder)
+    return folder

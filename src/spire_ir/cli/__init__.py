@@ -3,8 +3,9 @@
     spire degrade INPUT -o OUTPUT [--prompt TEXT | --random {parameterized,realesrgan,mixed}] [--seed N]
     spire restore INPUT -o OUTDIR [-p SEMANTIC] [-r RESTORATION] [--model PATH] ...
     spire walk INPUT -r "Denoise with sigma {}" --values 0.02,0.06 -o grid.png
+    spire caption IMAGES --captioner PATH [--style short|full]
     spire train | train-vae | train-base CONFIG.yaml [--resume latest] [--set key=value ...]
-    spire bench build | run | report ...
+    spire bench build | run | score | report ...
     spire metrics RESTORED CLEAN [--metrics psnr,ssim,niqe]
     spire web [--model PATH]
     spire convert-weights KIND SOURCE OUTPUT
@@ -21,13 +22,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from spire_ir.cli import degrade, env, evaluate, restore, train, web
+from spire_ir.cli import caption, degrade, env, evaluate, restore, train, web
 from spire_ir.cli.common import CommandError, default_model, package_version
 
 __all__ = ["build_parser", "main"]
 
 # one module per command group, each with its add_parsers(sub), in --help order
-COMMANDS = (degrade, restore, train, web, evaluate, env)
+COMMANDS = (degrade, restore, caption, train, web, evaluate, env)
 
 
 def build_parser() -> argparse.ArgumentParser:

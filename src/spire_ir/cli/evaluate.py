@@ -83,7 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         elif args.bench_command == "run":
             from spire_ir.evaluation.bench import MethodOptions, run_bench
 
-            options = MethodOptions(model=args.model, steps=args.steps, guidance=args.guidance, seed=args.seed)
+            options = MethodOptions(model=args.model, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                    captioner=args.captioner, caption_style=args.caption_style)  # fmt: skip
             summary = run_bench(
                 args.bench, args.method, args.output, options, prompts_mode=args.prompts,
                 metrics=tuple(args.metrics.split(",")), crop_border=args.crop_border, settings=metric_settings(args),
@@ -189,7 +190,13 @@ def _add_bench_parsers(sub) -> None:
         "--method", required=True, help="identity, bicubic, classical, realesrgan, ffdnet (the ffdnet extra) or spire"
     )
     p.add_argument("--model", default=None, help="pipeline folder for --method spire (default: spire-tiny)")
-    p.add_argument("--prompts", choices=("full", "semantic", "restoration", "none"), default="full")
+    p.add_argument(
+        "--prompts", choices=("full", "semantic", "restoration", "none", "caption", "unmatched"), default="full",
+        help="which prompts the method sees; caption: c_s from --captioner reading the degraded input (Table 4's "
+        "LLaVA row); unmatched: another item's caption (its Unmatched row)",
+    )  # fmt: skip
+    p.add_argument("--captioner", default=None, help="for --prompts caption: a local image-to-text model folder")
+    p.add_argument("--caption-style", choices=("short", "full"), default="short")
     _add_metric_options(p)
     add_steps_and_guidance(p)
     p.add_argument("--seed", type=int, default=0)

@@ -132,8 +132,9 @@ def _single_file_output(args: argparse.Namespace) -> bool:
 
 
 def _restore_one(pipe, path: Path, files: list[Path], stem: str, args: argparse.Namespace, settings: dict,
-                 runtime: dict) -> None:  # fmt: skip
-    """Restore one input (prompts from the flags, else its sidecars), save each sample, record it in prompts.jsonl."""
+                 runtime: dict, captioner=None) -> None:  # fmt: skip
+    """Restore one input (prompts from the flags, else its sidecars; the semantic prompt from ``captioner`` when
+    given), save each sample, record it in prompts.jsonl."""
     from spire_ir.prompts import BLIND_PROMPT, PromptWarning, canonical
     from spire_ir.utils.images import (
         DEFAULT_MAX_PIXELS,
@@ -156,6 +157,9 @@ def _restore_one(pipe, path: Path, files: list[Path], stem: str, args: argparse.
         return
     loaded = load_image(path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     _warn_if_slow(pipe, loaded.tensor, args)
+    if captioner is not None:  # --caption auto: the captioner reads the degraded input, as the paper's LLaVA does
+        semantic = captioner(loaded.tensor)[0]
+        runtime = {**runtime, "caption": {"captioner": str(captioner.path), "style": captioner.style}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PromptWarning)  # the text was checked, and warned about, once per run
         encoded = canonical(restoration)  # what the model reads ("deblur σ=2" -> "Deblur with sigma 2.0")
@@ -187,10 +191,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if _single_file_output(args) and args.num_samples > 1:  # one input and -o NAME.png: write that file
         raise CommandError(f"-o {args.output} is one file, but --num-samples {args.num_samples} makes several; "
                            "give a folder")  # fmt: skip
+    captioner = None
+    if args.caption == "auto":
+        if args.prompt is not None:
+            raise CommandError("give -p/--prompt or --caption auto, not both")
+        if not args.captioner:
+            raise CommandError("--caption auto needs --captioner PATH, a local image-to-text model folder")
+        from spire_ir.cli.caption import load_captioner
+
+        captioner = load_captioner(args.captioner, args.caption_style, args.device)
     pipe, runtime = load_pipeline_for(args)
     settings = _sampler_settings(args)
     stems = output_stems(files)
-    return run_batch("restore", files, lambda path: _restore_one(pipe, path, files, stems[path], args, settings, runtime))
+    return run_batch("restore", files, lambda path: _restore_one(pipe, path, files, stems[path], args, settings,
+                                                                 runtime, captioner))  # fmt: skip
 
 
 def cmd_walk(args: argparse.Namespace) -> int:
@@ -253,6 +267,12 @@ def add_parsers(sub) -> None:
         default=None,
         help='restoration prompt c_r (default, and for -r "": "Remove all degradation", blind)',
     )
+    p.add_argument(
+        "--caption", choices=("auto",), default=None,
+        help="auto: the semantic prompt is a local captioner's caption of each input (recorded in prompts.jsonl)",
+    )  # fmt: skip
+    p.add_argument("--captioner", default=None, help="for --caption auto: a local image-to-text model folder")
+    p.add_argument("--caption-style", choices=("short", "full"), default="short")
     add_sampling_options(p)
     add_batch_options(p)
     p.add_argument(

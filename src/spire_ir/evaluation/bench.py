@@ -47,6 +47,10 @@ PROMPT_MODES = {  # (use c_s, use c_r): the paper's "Prompts" columns
     "semantic": (True, False),
     "restoration": (False, True),
     "none": (False, False),
+    # Table 4's semantic half: c_s from a captioner reading the degraded y (the paper's LLaVA prompts), or
+    # another item's caption (a seeded derangement: no item keeps its own)
+    "caption": (True, True),
+    "unmatched": (True, True),
 }
 
 
@@ -77,7 +81,9 @@ def _item_degradation(setting: str, prompt: str | None) -> Callable[[torch.Tenso
         raise ValueError("--prompt fixes the parameterised degradation; use it with --setting parameterized")
     if prompt is not None:
         if parse(prompt, strict=True).blind:
-            raise ValueError(f"--prompt {prompt!r}: blind prompts have no fixed degradation; use --setting realesrgan")
+            raise ValueError(
+                f"--prompt {prompt!r}: blind prompts have no fixed degradation; use --setting realesrgan"
+            )
         return lambda x, generator: degrade(x, prompt, generator, strict=True)
     if setting == "none":
         return lambda x, generator: (x, BLIND_PROMPT, {"pipeline": "none", "ops": []})
@@ -171,6 +177,8 @@ class MethodOptions:
     guidance: float | None = None
     seed: int = 0
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    captioner: str | None = None  # --prompts caption: a local image-to-text model folder
+    caption_style: str = "short"
 
 
 def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
@@ -189,7 +197,13 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
                     generator=make_generator(options.seed), output_type="pt").images.float()  # fmt: skip
 
     strength = float(pipe.config.default_strength)
-    return restore, {"model": model, "steps": steps, "guidance": guidance, "strength": strength, "seed": options.seed}
+    return restore, {
+        "model": model,
+        "steps": steps,
+        "guidance": guidance,
+        "strength": strength,
+        "seed": options.seed,
+    }
 
 
 def _realesrgan_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
@@ -255,9 +269,13 @@ def set_metric_scores(names, bench: Path, output: Path, manifest: dict, settings
         try:
             # unavailable weights are reported before any image is read
             if name == "fid":
-                features = functools.partial(inception_features, weights=_fid_weights_path(settings.fid_weights))
+                features = functools.partial(
+                    inception_features, weights=_fid_weights_path(settings.fid_weights)
+                )
             else:
-                features = functools.partial(clip_image_features, clip_model=_clip_model_path(settings.clip_model))
+                features = functools.partial(
+                    clip_image_features, clip_model=_clip_model_path(settings.clip_model)
+                )
             # one image at a time: outputs may differ in size; the features are per image
             restored = torch.cat(
                 [features(load_image(output / "images" / f"{i['id']}.png").tensor) for i in manifest["items"]]
@@ -276,7 +294,9 @@ def set_metric_scores(names, bench: Path, output: Path, manifest: dict, settings
     return scores, warnings_
 
 
-def make_scorers(metrics: tuple[str, ...], crop_border: int, settings, unavailable: dict) -> tuple[list, list[str]]:
+def make_scorers(
+    metrics: tuple[str, ...], crop_border: int, settings, unavailable: dict
+) -> tuple[list, list[str]]:
     """The per-image metrics that can run here, and the names of the set-level ones."""
     from spire_ir.evaluation.metrics import SET_METRICS, MetricUnavailable, create_metric
 
@@ -292,7 +312,9 @@ def make_scorers(metrics: tuple[str, ...], crop_border: int, settings, unavailab
     return scorers, [name for name in metrics if name in SET_METRICS]
 
 
-def score_image(metric, restored: torch.Tensor, x: torch.Tensor, caption: str, unavailable: dict) -> float | None:
+def score_image(
+    metric, restored: torch.Tensor, x: torch.Tensor, caption: str, unavailable: dict
+) -> float | None:
     """One metric on one (1, 3, H, W) image in [0, 1] against the clean x; None (reason in ``unavailable``) when
     the metric cannot score it."""
     try:
@@ -305,21 +327,51 @@ def score_image(metric, restored: torch.Tensor, x: torch.Tensor, caption: str, u
         return None
 
 
+def unmatched_captions(manifest: dict, seed: int = 0) -> dict[str, str]:
+    """{item id: another item's caption}, from a seeded cyclic shift of a permutation (no item keeps its own)."""
+    items = manifest["items"]
+    order = torch.randperm(len(items), generator=make_generator(derive_seed(seed, "unmatched"))).tolist()
+    return {items[i]["id"]: items[order[(k + 1) % len(order)]]["c_s"] for k, i in enumerate(order)}
+
+
+def _semantic_source(
+    prompts_mode: str, manifest: dict, options: MethodOptions
+) -> Callable[[dict, torch.Tensor], str]:
+    """(item, y) -> the c_s the method sees under ``prompts_mode``."""
+    if prompts_mode == "caption":
+        if not options.captioner:
+            raise ValueError("--prompts caption needs --captioner PATH, a local image-to-text model folder")
+        from spire_ir.models.captioner import Captioner
+
+        captioner = Captioner(options.captioner, style=options.caption_style, device=options.device)
+        return lambda item, y: captioner(y)[0]
+    if prompts_mode == "unmatched":
+        if len(manifest["items"]) < 2:
+            raise ValueError("--prompts unmatched needs a bench of at least 2 items")
+        partner = unmatched_captions(manifest, options.seed)
+        return lambda item, y: partner[item["id"]]
+    use_semantic = PROMPT_MODES[prompts_mode][0]
+    return lambda item, y: item["c_s"] if use_semantic else ""
+
+
 def _restore_and_score(restore: Restorer, bar, bench: Path, output: Path, prompts_mode: str, scorers: list,
-                       unavailable: dict) -> None:  # fmt: skip
+                       unavailable: dict, semantic: Callable[[dict, torch.Tensor], str]) -> None:  # fmt: skip
     """Phases 1 and 2, per item of ``bar`` (a tqdm over the items to do): restore, save the 8-bit output, score
     it, write ``items/ID.json``."""
-    use_semantic, use_restoration = PROMPT_MODES[prompts_mode]
+    use_restoration = PROMPT_MODES[prompts_mode][1]
     sums: dict[str, list[float]] = {m.name: [] for m in scorers}
     for item in bar:
         y = load_image(bench / item["y"]).tensor
         x = load_image(bench / item["x"]).tensor
-        c_s = item["c_s"] if use_semantic else ""
+        c_s = semantic(item, y)
         c_r = item["c_r"] if use_restoration else BLIND_PROMPT
         with torch.no_grad():
             restored = quantize_8bit(restore(y, c_s, c_r))  # scored as saved (8 bit)
         save_image(restored, output / "images" / f"{item['id']}.png")
-        scores = {metric.name: score_image(metric, restored, x, item["c_s"], unavailable) for metric in scorers}
+        # CLIP-T always compares with the item's own caption (the ground truth), whatever the method saw
+        scores = {
+            metric.name: score_image(metric, restored, x, item["c_s"], unavailable) for metric in scorers
+        }
         for name, value in scores.items():
             if value is not None:
                 sums[name].append(value)
@@ -342,7 +394,11 @@ def write_tables(output: Path, manifest: dict, scorers: list) -> tuple[dict, dic
     means, counts = {}, {}
     for metric in scorers:
         # identical images give PSNR = inf; means are over finite scores (the count is in "scored")
-        values = [row[metric.name] for row in rows if row.get(metric.name) is not None and math.isfinite(row[metric.name])]
+        values = [
+            row[metric.name]
+            for row in rows
+            if row.get(metric.name) is not None and math.isfinite(row[metric.name])
+        ]
         means[metric.name] = sum(values) / len(values) if values else None
         counts[metric.name] = len(values)
     return means, counts
@@ -395,9 +451,14 @@ def run_bench(
     mine = manifest["items"][state.process_index :: state.num_processes]
     todo = [item for item in mine if not (output / "items" / f"{item['id']}.json").is_file()]
     bar = tqdm(todo, desc=f"{method}", disable=not (progress and state.is_main_process), dynamic_ncols=True)
-    _restore_and_score(restore, bar, bench, output, prompts_mode, scorers, unavailable)
+    semantic = _semantic_source(prompts_mode, manifest, options)
+    _restore_and_score(restore, bar, bench, output, prompts_mode, scorers, unavailable, semantic)
     # which process scored what in this launch (the check that the shares are disjoint and cover the bench)
-    share = {"process": state.process_index, "processes": state.num_processes, "items": [i["id"] for i in todo]}
+    share = {
+        "process": state.process_index,
+        "processes": state.num_processes,
+        "items": [i["id"] for i in todo],
+    }
     save_json(share, output / "processes" / f"{state.process_index}.json")
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -408,6 +469,7 @@ def run_bench(
         "bench": str(bench), "setting": manifest["setting"], "items": len(manifest["items"]), "method": method,
         "model": method_settings.pop("model", None), "prompts": prompts_mode, "settings": method_settings,
         "processes": state.num_processes,
+        "captioner": {"path": str(options.captioner), "style": options.caption_style} if prompts_mode == "caption" else None,
         "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
         "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": package_versions(),
     }  # fmt: skip

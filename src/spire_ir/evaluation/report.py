@@ -72,7 +72,8 @@ def write_report(runs: list[str | Path], output: str | Path, grid_items: int = 4
         uses_prompts = run["method"] in ("spire", "classical", "bicubic", "external")
         row = {
             "method": run["label"],
-            "sem": "✓" if run["method"] in ("spire", "external") and semantic else "✗",
+            "sem": ("✓" if run["method"] in ("spire", "external") and semantic else "✗")
+            + (f" ({run['prompts']})" if run["prompts"] in ("caption", "unmatched") else ""),
             "res": "✓" if uses_prompts and restoration else "✗",
             **{name: run["metrics"].get(name, {}).get("mean") for name in names},
         }
