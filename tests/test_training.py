@@ -250,7 +250,8 @@ def test_unknown_config_key_is_a_cli_error(capsys):
 
 
 @pytest.mark.parametrize(
-    "path", ["configs/ablations/controlnet-sr.yaml", "configs/ablations/ours-wo-param.yaml"]
+    "path", ["configs/ablations/controlnet-sr.yaml", "configs/ablations/controlnet-sr-prompts.yaml",
+             "configs/ablations/ours-wo-param.yaml"],
 )
 def test_ablation_configs_are_configuration_only(path):
     config = load_config(TrainConfig, path)
