@@ -132,7 +132,14 @@ def test_from_base_on_a_local_sd_shaped_folder(tmp_path):
     assert type(pipe.scheduler).__name__ == "DDIMScheduler"
     out = _run(pipe, make_photo(64, 64), num_inference_steps=2)
     assert out.shape == (1, 3, 64, 64)
-    # a fresh adaptor leaves the base untouched: with zero fusion, one UNet call equals the base's
+    # a fresh adaptor leaves the base untouched: with zero fusion, a modulated UNet call equals the base's own
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, pipe.unet.config.in_channels, 8, 8, generator=generator)
+    text, restoration = pipe.encode_prompt(["a cat"]), pipe.encode_prompt(["Denoise with sigma 0.05"])
+    modulation = pipe.adaptor(latents, 500, make_photo(64, 64), restoration)
+    with modulate_unet(pipe.unet, modulation):
+        modulated = pipe.unet(latents, 500, encoder_hidden_states=text).sample
+    assert torch.equal(modulated, parts["unet"](latents, 500, encoder_hidden_states=text).sample)
     (tmp_path / "base" / "vae").rename(tmp_path / "base" / "vae_gone")
     with pytest.raises(FileNotFoundError, match="vae/"):
         SpirePipeline.from_base(tmp_path / "base")
@@ -171,10 +178,19 @@ def test_model_folder_sets_its_default_steps_and_guidance(pipe, tmp_path):
     out = loaded(image, callback=lambda step, total: calls.append(total), output_type="pt",
                  generator=torch.Generator().manual_seed(0)).images  # fmt: skip
     assert calls == [3, 3, 3]
-    # guidance 1.0 is no CFG: one conditional pass, which differs from the unconditional one
     explicit = loaded(image, num_inference_steps=3, guidance_scale=1.0, output_type="pt",
                       generator=torch.Generator().manual_seed(0)).images  # fmt: skip
     assert torch.equal(out, explicit)
+    # guidance 1.0 is no CFG: one UNet pass of batch 1 per step; guidance 4.0 runs the unconditional half too
+    batches = []
+    hook = loaded.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        for guidance in (1.0, 4.0):
+            loaded(image, prompt="a cat", num_inference_steps=3, guidance_scale=guidance, output_type="pt",
+                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+    finally:
+        hook.remove()
+    assert batches == [1, 1, 1, 2, 2, 2]
     assert (
         loaded(image, num_inference_steps=2, callback=lambda s, t: calls.append(t), output_type="pt")
         is not None

@@ -47,6 +47,27 @@ def test_train_changes_every_adaptor_parameter_and_no_frozen_one(tmp_path):
         assert _changed(before, getattr(task.parts, name)) == set(), name
 
 
+def test_a_base_that_loads_trainable_is_frozen_by_the_task(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from spire_ir.data import build_dataloader
+    from spire_ir.models.tiny import tiny_components
+
+    parts = tiny_components(seed=0, tokenizer_dir=tmp_path / "tok")
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        parts[name].save_pretrained(tmp_path / "base" / name)
+    # from_pretrained gives trainable parameters: freezing is the task's job
+    assert all(p.requires_grad for p in UNet2DConditionModel.from_pretrained(tmp_path / "base" / "unet").parameters())
+    overrides = [*SMALL, f"output_dir={tmp_path / 'run'}", f"model.base={tmp_path / 'base'}"]
+    task = SpireTask(load_config(TrainConfig, "configs/tiny-smoke.yaml", overrides))
+    batch = next(iter(build_dataloader(task.config.data, 2)[0]))
+    task.loss(task.trainable, batch, SampleRandom(0, batch["key"])).backward()
+    for name in ("vae", "unet", "text_encoder"):
+        module = getattr(task.parts, name)
+        assert not any(p.requires_grad or p.grad is not None for p in module.parameters()), name
+    assert all(p.grad is not None for p in task.trainable.parameters() if p.requires_grad)
+
+
 def test_train_vae_changes_every_parameter(tmp_path):
     config = load_config(
         VaeTrainConfig, "configs/tiny-vae.yaml", [*SMALL, f"output_dir={tmp_path}", "data.degrade=false"]

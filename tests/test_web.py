@@ -194,6 +194,53 @@ def test_browser_restore_flow(tmp_path):
             browser.close()
 
 
+def _natural_size(page, selector: str) -> list[int]:
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('{selector} img')].some(i => i.complete && i.naturalWidth > 0)",
+        timeout=120000,
+    )
+    return page.evaluate(f"() => {{ const i = [...document.querySelectorAll('{selector} img')].pop();"
+                         " return [i.naturalWidth, i.naturalHeight]; }")  # fmt: skip
+
+
+@pytest.mark.browser
+def test_browser_degrade_send_to_restore_and_walk_flows(tmp_path):
+    """The Degrade tab degrades by prompt and sends the pair to Restore (text and builder); the Walk tab draws a
+    grid with one cell per value."""
+    with _served_studio(tmp_path) as (url, _, photo, playwright, chromium):
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(url)
+            page.get_by_role("tab", name="Degrade").click()
+            page.locator("#degrade-input input[type=file]").set_input_files(str(photo))
+            page.locator("#degrade-prompt textarea").fill("denoise σ=0.1")
+            page.locator("#degrade-button").click()
+            generated = page.locator("#degrade-generated textarea")
+            playwright.expect(generated).to_have_value("Denoise with sigma 0.10", timeout=60000)
+            assert _natural_size(page, "#degrade-output") == [128, 96]
+            page.locator("#degrade-send").click()
+            page.get_by_role("tab", name="Restore").click()
+            playwright.expect(page.locator("#restoration-prompt textarea")).to_have_value(
+                "Denoise with sigma 0.10", timeout=15000
+            )
+            playwright.expect(page.locator("#builder-denoise-on input")).to_be_checked(timeout=15000)
+            playwright.expect(page.locator("#builder-blind input")).not_to_be_checked()
+
+            page.get_by_role("tab", name="Walk").click()
+            page.locator("#walk-input input[type=file]").set_input_files(str(photo))
+            page.locator("#walk-values textarea").fill("0.02, 0.12")
+            steps = page.locator("#walk-steps input[type=number]")
+            steps.fill("2")
+            steps.press("Enter")
+            page.locator("#walk-button").click()
+            width, height = _natural_size(page, "#walk-output")
+            assert width >= 2 * 128 and height >= 96  # two cells of the 128 x 96 input, side by side
+            text = page.locator("body").inner_text()
+            assert "Traceback" not in text
+            browser.close()
+
+
 @pytest.mark.browser
 def test_browser_an_oversize_upload_gets_a_readable_error_in_the_page(tmp_path):
     """`spire web --max-pixels 4096`: a 128 × 96 upload is refused with the limit in the page, no traceback."""

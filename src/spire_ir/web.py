@@ -317,17 +317,17 @@ def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
 def _degrade_tab(gr, studio: Studio, restore_tab: _RestoreTab) -> None:
     with gr.Row():
         with gr.Column():
-            clean = gr.Image(type="filepath", label="Clean image")
-            prompt = gr.Textbox(label="Degradation by prompt (empty: random)",
+            clean = gr.Image(type="filepath", label="Clean image", elem_id="degrade-input")
+            prompt = gr.Textbox(label="Degradation by prompt (empty: random)", elem_id="degrade-prompt",
                                 placeholder="Deblur with sigma 2.0, Denoise with sigma 0.05")  # fmt: skip
             mode = gr.Radio(["parameterized", "realesrgan", "mixed"], value="mixed", label="Random pipeline")
             seed = gr.Number(value=0, precision=0, label="Seed")
-            run = gr.Button("Degrade", variant="primary")
+            run = gr.Button("Degrade", variant="primary", elem_id="degrade-button")
         with gr.Column():
-            degraded = gr.Image(type="filepath", label="Degraded")
-            generated = gr.Textbox(label="Generated restoration prompt")
+            degraded = gr.Image(type="filepath", label="Degraded", elem_id="degrade-output")
+            generated = gr.Textbox(label="Generated restoration prompt", elem_id="degrade-generated")
             record = gr.Code(label="Record", language="json")
-            send = gr.Button("Send to Restore")
+            send = gr.Button("Send to Restore", elem_id="degrade-send")
     run.click(studio.degrade, [clean, prompt, mode, seed], [degraded, generated, record], api_name="degrade")
     send.click(lambda image, text: (image, text, *_text_to_builder(text)), [degraded, generated],
                [restore_tab.image, restore_tab.restoration, *restore_tab.builder, restore_tab.warning],
@@ -338,18 +338,20 @@ def _walk_tab(gr, studio: Studio, config: Any) -> None:
     with gr.Row():
         with gr.Column():
             inputs = [
-                gr.Image(type="filepath", label="Image"),
+                gr.Image(type="filepath", label="Image", elem_id="walk-input"),
                 gr.Radio(["restoration prompt", "semantic prompt"], value="restoration prompt", label="Walk"),
                 gr.Textbox(label="Template ({} marks the value)", value="Denoise with sigma {}"),
-                gr.Textbox(label="Values (comma-separated; | if values contain commas)", value="0.02, 0.06, 0.12, 0.24"),
+                gr.Textbox(label="Values (comma-separated; | if values contain commas)", value="0.02, 0.06, 0.12, 0.24",
+                           elem_id="walk-values"),
                 gr.Textbox(label="Semantic prompt (when walking the restoration prompt)"),
                 gr.Textbox(label="Restoration prompt (when walking the semantic prompt)", value=BLIND_PROMPT),
-                gr.Slider(1, 100, value=int(config.get("default_steps", 20)), step=1, label="Steps"),
+                gr.Slider(1, 100, value=int(config.get("default_steps", 20)), step=1, label="Steps",
+                          elem_id="walk-steps"),
                 gr.Slider(1, 12, value=float(config.get("default_guidance", 4.0)), step=0.5, label="Guidance"),
                 gr.Number(value=0, precision=0, label="Seed"),
             ]  # fmt: skip
-            run = gr.Button("Walk", variant="primary")
-        grid = gr.Image(type="pil", label="Grid")
+            run = gr.Button("Walk", variant="primary", elem_id="walk-button")
+        grid = gr.Image(type="pil", label="Grid", elem_id="walk-output")
 
     def walk(image, target, template, values, semantic, restoration, steps, guidance, seed, progress=gr.Progress()):
         return studio.walk(image, target, template, values, semantic, restoration, steps, guidance, seed,
