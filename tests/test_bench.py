@@ -162,6 +162,11 @@ def test_unavailable_metric_is_reported_with_what_it_needs(photos, tmp_path, cap
     assert "fid: needs" in err and "pt_inception-2015-12-05" in err and "--fid-weights" in err
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert set(summary["unavailable"]) == {"lpips", "fid"} and set(summary["metrics"]) == {"psnr"}
+    # the table keeps the asked-for columns, in order, with n/a where a metric could not run
+    assert main(["bench", "report", str(tmp_path / "r"), "-o", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "table.md").read_text().splitlines()
+    assert table[0] == "| Method | Sem | Res | PSNR↑ | LPIPS↓ | FID↓ |"
+    assert table[2].endswith("| n/a | n/a |") and "Unavailable (n/a): lpips: needs" in "\n".join(table)
 
 
 def test_classical_denoising_beats_identity_when_told_sigma():

@@ -88,6 +88,11 @@ def test_bench_fid_is_zero_for_identical_sets_and_grows_with_degradation(tmp_pat
         values[setting] = fid["value"]
     assert abs(values["none"]) < 1e-3 * max(1.0, values["parameterized"])
     assert values["parameterized"] > 0
+    # the report's FID column holds the set metric, as the paper's Table 1 leads with it
+    assert main(["bench", "report", str(tmp_path / "run-parameterized"), "-o", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "table.md").read_text().splitlines()
+    assert table[0] == "| Method | Sem | Res | PSNR↑ | FID↓ |"
+    assert table[2].endswith(f"| {values['parameterized']:.2f} |")
 
 
 def test_wrong_weights_file_is_named(tmp_path, monkeypatch):

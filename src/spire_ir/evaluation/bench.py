@@ -472,6 +472,7 @@ def run_bench(
         "captioner": {"path": str(options.captioner), "style": options.caption_style} if prompts_mode == "caption" else None,
         "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
         "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": package_versions(),
+        "requested_metrics": list(metrics),
     }  # fmt: skip
     save_json(summary, output / "summary.json")
     return summary

@@ -48,6 +48,24 @@ def _labels(runs: list[dict]) -> list[str]:
             for label, run in zip(labels, runs, strict=True)]  # fmt: skip
 
 
+def _columns(run: dict) -> list[str]:
+    """The metrics a run asked for, in its order (older runs: the ones it scored), set metrics included."""
+    return run.get("requested_metrics") or [*run["metrics"], *run.get("set_metrics", {})]
+
+
+def _lower_better(name: str) -> bool:
+    from spire_ir.evaluation.metrics import METRICS, SET_METRICS
+
+    return name in SET_METRICS or (name in METRICS and METRICS[name].lower_better)
+
+
+def _value(run: dict, name: str) -> float | None:
+    """A per-image metric's mean or a set metric's value; None where the run could not compute it."""
+    if name in run["metrics"]:
+        return run["metrics"][name]["mean"]
+    return run.get("set_metrics", {}).get(name, {}).get("value")
+
+
 def write_report(runs: list[str | Path], output: str | Path, grid_items: int = 4) -> dict[str, Any]:
     """Compare finished runs (all on the same bench); returns the table as data."""
     loaded = [_load_run(Path(r)) for r in runs]
@@ -60,12 +78,8 @@ def write_report(runs: list[str | Path], output: str | Path, grid_items: int = 4
         run["label"] = label
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    names = list(dict.fromkeys(name for run in loaded for name in run["metrics"]))
-    arrows = {
-        name: "↓" if run["metrics"][name]["lower_better"] else "↑"
-        for run in loaded
-        for name in run["metrics"]
-    }
+    names = list(dict.fromkeys(name for run in loaded for name in _columns(run)))
+    arrows = {name: "↓" if _lower_better(name) else "↑" for name in names}
     table = []
     for run in loaded:
         semantic, restoration = PROMPT_MODES[run["prompts"]]
@@ -75,29 +89,29 @@ def write_report(runs: list[str | Path], output: str | Path, grid_items: int = 4
             "sem": ("✓" if run["method"] in ("spire", "external") and semantic else "✗")
             + (f" ({run['prompts']})" if run["prompts"] in ("caption", "unmatched") else ""),
             "res": "✓" if uses_prompts and restoration else "✗",
-            **{name: run["metrics"].get(name, {}).get("mean") for name in names},
+            **{name: _value(run, name) for name in names},
         }
         table.append(row)
-    header = ["Method", "Sem", "Res", *[f"{n.upper()}{arrows[n]}" for n in names]]
+    header = ["Method", "Sem", "Res", *[f"{n.upper().replace('_', '-')}{arrows[n]}" for n in names]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table:
         values = [row["method"], row["sem"], row["res"]]
-        values += [
-            "n/a" if row[n] is None else f"{row[n]:.4f}" if n != "psnr" else f"{row[n]:.2f}" for n in names
-        ]
+        values += ["n/a" if row[n] is None else f"{row[n]:.2f}" if n in ("psnr", "fid") else f"{row[n]:.4f}"
+                   for n in names]  # fmt: skip
         lines.append("| " + " | ".join(values) + " |")
     setting = loaded[0]["setting"]
     note = f"\n{len(loaded[0]['rows'])} items, setting `{setting}`, bench `{loaded[0]['bench']}`.\n"
-    unavailable = {k: v for run in loaded for k, v in run.get("unavailable", {}).items()}
+    unavailable = dict.fromkeys(v for run in loaded for v in run.get("unavailable", {}).values())
     if unavailable:
-        note += "\nUnavailable: " + "; ".join(f"{v}" for v in unavailable.values()) + "\n"
+        note += "\nUnavailable (n/a): " + "; ".join(unavailable) + "\n"
     (output / "table.md").write_text("\n".join(lines) + "\n" + note, encoding="utf-8")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["method", "sem", "res", *names], lineterminator="\n")
     writer.writeheader()
     writer.writerows(table)
     (output / "table.csv").write_text(buffer.getvalue(), encoding="utf-8")
-    save_json({"runs": [r["path"] for r in loaded], "table": table, "conventions": {n: loaded[0]["metrics"].get(n) for n in names}},
+    conventions = {n: loaded[0]["metrics"].get(n) or loaded[0].get("set_metrics", {}).get(n) for n in names}
+    save_json({"runs": [r["path"] for r in loaded], "table": table, "conventions": conventions},
               output / "table.json")  # fmt: skip
     manifest = load_manifest(loaded[0]["bench"])
     if setting == "parameterized":

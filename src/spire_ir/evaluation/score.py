@@ -148,6 +148,7 @@ def score_outputs(
         "complete": complete, "scored": len(scored), "problems": problems,
         "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
         "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": package_versions(),
+        "requested_metrics": list(metrics),
     }  # fmt: skip
     save_json(summary, output / "summary.json")
     return summary
