@@ -254,3 +254,27 @@ def test_restore_shows_a_progress_bar_on_a_terminal_only(tmp_path, model_dir, ca
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main([*common, "-o", str(tmp_path / "b")]) == 0
     assert "0/3 [" in capsys.readouterr().err  # the bar over the 3 steps (tqdm may skip later redraws)
+
+
+@pytest.mark.slow
+def test_running_out_of_memory_on_one_image_skips_it_and_finishes_the_rest(tmp_path):
+    """A real allocation failure: `spire restore --tile 0` of a 2400² photo under a 3 GB address-space limit (the
+    built-in model needs far more untiled) fails that file with the fix, and the small file after it is restored."""
+    import resource
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    save_image(make_photo(2400, 2400), folder / "a-big.png")
+    save_image(make_photo(48, 48), folder / "b-small.png")
+    limit = 3 * 2**30
+    done = subprocess.run(
+        [sys.executable, "-m", "spire_ir", "restore", str(folder), "-o", str(tmp_path / "out"), "--tile", "0",
+         "--steps", "1"],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "skipped" in done.stderr and "a-big.png: out of memory" in done.stderr and "--tile 512" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "out" / "b-small.png").is_file() and not (tmp_path / "out" / "a-big.png").exists()
