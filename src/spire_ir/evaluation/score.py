@@ -71,6 +71,41 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _score_matched(manifest: dict, matched: dict[str, Path], bench: Path, output: Path, scorers: list,
+                   problems: dict[str, list[str]], unavailable: dict) -> list[dict]:  # fmt: skip
+    """Score each matched output (unchanged ones keep their scores); returns the items scored, lists the rest."""
+    scored = []
+    for item in manifest["items"]:
+        path = matched.get(item["id"])
+        if path is None:
+            continue
+        record = output / "items" / f"{item['id']}.json"
+        digest = _sha256(path)
+        if record.is_file() and json.loads(record.read_text()).get("source_sha256") == digest:
+            scored.append(item)
+            continue
+        try:
+            restored = quantize_8bit(load_image(path).tensor)
+        except ImageLoadError as error:
+            problems["unreadable"].append(f"{path.name}: {error}")
+            continue
+        x = load_image(bench / item["x"]).tensor
+        if restored.shape[-2:] != x.shape[-2:]:
+            size = "x".join(map(str, restored.shape[-2:][::-1]))
+            problems["wrong_size"].append(
+                f"{path.name}: {size}, the clean image is {x.shape[-1]}x{x.shape[-2]}"
+            )
+            continue
+        save_image(restored, output / "images" / f"{item['id']}.png")
+        scores = {
+            metric.name: score_image(metric, restored, x, item["c_s"], unavailable) for metric in scorers
+        }
+        save_json({"id": item["id"], "c_s": item["c_s"], "c_r": item["c_r"], "source": str(path),
+                   "source_sha256": digest, **scores}, record)  # fmt: skip
+        scored.append(item)
+    return scored
+
+
 def score_outputs(
     bench: str | Path,
     outputs: str | Path,
@@ -103,35 +138,7 @@ def score_outputs(
     problems.update(wrong_size=[], unreadable=[])
     unavailable: dict[str, str] = {}
     scorers, set_names = make_scorers(metrics, crop_border, settings, unavailable)
-    scored = []
-    for item in manifest["items"]:
-        path = matched.get(item["id"])
-        if path is None:
-            continue
-        record = output / "items" / f"{item['id']}.json"
-        digest = _sha256(path)
-        if record.is_file() and json.loads(record.read_text()).get("source_sha256") == digest:
-            scored.append(item)
-            continue
-        try:
-            restored = quantize_8bit(load_image(path).tensor)
-        except ImageLoadError as error:
-            problems["unreadable"].append(f"{path.name}: {error}")
-            continue
-        x = load_image(bench / item["x"]).tensor
-        if restored.shape[-2:] != x.shape[-2:]:
-            size = "x".join(map(str, restored.shape[-2:][::-1]))
-            problems["wrong_size"].append(
-                f"{path.name}: {size}, the clean image is {x.shape[-1]}x{x.shape[-2]}"
-            )
-            continue
-        save_image(restored, output / "images" / f"{item['id']}.png")
-        scores = {
-            metric.name: score_image(metric, restored, x, item["c_s"], unavailable) for metric in scorers
-        }
-        save_json({"id": item["id"], "c_s": item["c_s"], "c_r": item["c_r"], "source": str(path),
-                   "source_sha256": digest, **scores}, record)  # fmt: skip
-        scored.append(item)
+    scored = _score_matched(manifest, matched, bench, output, scorers, problems, unavailable)
     complete = len(scored) == len(manifest["items"])
     means, counts = write_tables(output, {**manifest, "items": scored}, scorers)
     if complete:
