@@ -202,6 +202,21 @@ def _spire(args, **kwargs):
     )
 
 
+def _kill_after_checkpoint_and_resume(common: list[str], run, checkpoint: str, env: dict) -> None:
+    """Start `spire train` into ``run``, SIGKILL it once ``checkpoint`` is written, then resume it to the end."""
+    victim = _spire([*common, "--output-dir", str(run)], env=env)
+    deadline = time.time() + 240
+    while not (run / checkpoint).exists():
+        assert time.time() < deadline and victim.poll() is None, "no checkpoint before the run ended"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (run / "pipeline").exists()  # it really died mid-run
+    resumed = _spire([*common, "--output-dir", str(run), "--resume", "latest"], env=env)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+
+
 def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
     common = ["train", "configs/tiny-smoke.yaml", "--set", "max_steps=40", "--set", "checkpoint_every=4",
               "--set", "ema_decay=0.9",
@@ -211,17 +226,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
     straight = _spire([*common, "--output-dir", str(tmp_path / "a")], env=env)
     assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()
 
-    victim = _spire([*common, "--output-dir", str(tmp_path / "b")], env=env)
-    deadline = time.time() + 240
-    while not (tmp_path / "b" / "checkpoint-0000008").exists():
-        assert time.time() < deadline and victim.poll() is None, "no checkpoint before the run ended"
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert victim.returncode == -signal.SIGKILL
-    assert not (tmp_path / "b" / "pipeline").exists()  # it really died mid-run
-    resumed = _spire([*common, "--output-dir", str(tmp_path / "b"), "--resume", "latest"], env=env)
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    _kill_after_checkpoint_and_resume(common, tmp_path / "b", "checkpoint-0000008", env)
 
     final_a = load_file(str(tmp_path / "a" / "adaptor" / "diffusion_pytorch_model.safetensors"))
     final_b = load_file(str(tmp_path / "b" / "adaptor" / "diffusion_pytorch_model.safetensors"))
@@ -462,16 +467,7 @@ def test_webdataset_run_with_two_workers_repeats_validates_and_resumes_bit_exact
     logged = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in logged if "val/psnr" in entry] == [8, 16]
 
-    victim = _spire([*common, "--output-dir", str(tmp_path / "b")], env=env)
-    deadline = time.time() + 240
-    while not (tmp_path / "b" / "checkpoint-0000008").exists():
-        assert time.time() < deadline and victim.poll() is None, "no checkpoint before the run ended"
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert not (tmp_path / "b" / "pipeline").exists()  # it really died mid-run
-    resumed = _spire([*common, "--output-dir", str(tmp_path / "b"), "--resume", "latest"], env=env)
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    _kill_after_checkpoint_and_resume(common, tmp_path / "b", "checkpoint-0000008", env)
     assert torch.equal(_adaptor_weights(tmp_path / "a"), _adaptor_weights(tmp_path / "b"))
     assert json.loads((tmp_path / "b" / "summary.json").read_text()) == summary
 

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "METHODS", "PROMPT_MODES", "MethodOptions", "build_bench", "load_manifest", "make_scorers", "package_versions",
-    "run_bench", "score_image", "set_metric_scores", "write_tables",
+    "run_bench", "run_summary", "score_image", "set_metric_scores", "write_tables",
 ]  # fmt: skip
 
 PROMPT_MODES = {  # (use c_s, use c_r): the paper's "Prompts" columns
@@ -380,6 +380,19 @@ def _restore_and_score(restore: Restorer, bar, bench: Path, output: Path, prompt
         bar.set_postfix({k: f"{sum(v) / len(v):.3f}" for k, v in sums.items() if v})
 
 
+def run_summary(bench: Path, manifest: dict, metrics: tuple[str, ...], scorers: list, tables: tuple[dict, dict],
+                sets: tuple[dict, list], unavailable: dict, **fields: Any) -> dict[str, Any]:  # fmt: skip
+    """A run folder's ``summary.json``: the bench, ``fields`` (method, prompts, settings, ...), every metric's
+    convention and mean, the set metrics, what could not run and the package versions."""
+    (means, counts), (set_scores, warnings_) = tables, sets
+    return {
+        "bench": str(bench), "setting": manifest["setting"], "items": len(manifest["items"]), **fields,
+        "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
+        "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": package_versions(),
+        "requested_metrics": list(metrics),
+    }  # fmt: skip
+
+
 def write_tables(output: Path, manifest: dict, scorers: list) -> tuple[dict, dict]:
     """Phase 3: metrics.csv / metrics.json over every item; returns the means and the counts per metric."""
     rows = [json.loads((output / "items" / f"{item['id']}.json").read_text()) for item in manifest["items"]]
@@ -465,14 +478,11 @@ def run_bench(
         return {}
     means, counts = write_tables(output, manifest, scorers)
     set_scores, warnings_ = set_metric_scores(set_metrics, bench, output, manifest, settings, unavailable)
-    summary = {
-        "bench": str(bench), "setting": manifest["setting"], "items": len(manifest["items"]), "method": method,
-        "model": method_settings.pop("model", None), "prompts": prompts_mode, "settings": method_settings,
-        "processes": state.num_processes,
-        "captioner": {"path": str(options.captioner), "style": options.caption_style} if prompts_mode == "caption" else None,
-        "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
-        "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": package_versions(),
-        "requested_metrics": list(metrics),
-    }  # fmt: skip
+    captioner = {"path": str(options.captioner), "style": options.caption_style} if prompts_mode == "caption" else None
+    summary = run_summary(
+        bench, manifest, metrics, scorers, (means, counts), (set_scores, warnings_), unavailable, method=method,
+        model=method_settings.pop("model", None), prompts=prompts_mode, settings=method_settings,
+        processes=state.num_processes, captioner=captioner,
+    )  # fmt: skip
     save_json(summary, output / "summary.json")
     return summary

@@ -23,7 +23,7 @@ from spire_ir.evaluation.bench import (
     PROMPT_MODES,
     load_manifest,
     make_scorers,
-    package_versions,
+    run_summary,
     score_image,
     set_metric_scores,
     write_tables,
@@ -149,13 +149,10 @@ def score_outputs(
             unavailable[metric] = (
                 f"{metric}: not computed on an incomplete run ({len(scored)} of {len(manifest['items'])} items)"
             )
-    summary = {
-        "bench": str(bench), "setting": manifest["setting"], "items": len(manifest["items"]), "method": "external",
-        "name": name, "outputs": str(outputs), "model": None, "prompts": prompts_mode, "settings": {},
-        "complete": complete, "scored": len(scored), "problems": problems,
-        "metrics": {m.name: {**m.describe(), "mean": means[m.name], "scored": counts[m.name]} for m in scorers},
-        "set_metrics": set_scores, "warnings": warnings_, "unavailable": unavailable, "versions": package_versions(),
-        "requested_metrics": list(metrics),
-    }  # fmt: skip
+    summary = run_summary(
+        bench, manifest, metrics, scorers, (means, counts), (set_scores, warnings_), unavailable, method="external",
+        name=name, outputs=str(outputs), model=None, prompts=prompts_mode, settings={}, complete=complete,
+        scored=len(scored), problems=problems,
+    )  # fmt: skip
     save_json(summary, output / "summary.json")
     return summary
