@@ -53,9 +53,9 @@ def measure(
 
     components = parts_for(preset, device, dtype)
     adaptor = components.pop("adaptor")
-    parts = FrozenParts(**components, sampling_scheduler=components["scheduler"])
+    frozen = FrozenParts(**components, sampling_scheduler=components["scheduler"])
     if checkpointing:
-        parts.unet.enable_gradient_checkpointing()
+        frozen.unet.enable_gradient_checkpointing()
         adaptor.controlnet.enable_gradient_checkpointing()
     optimiser = torch.optim.AdamW(adaptor.parameters(), lr=1e-5)
     generator = torch.Generator().manual_seed(0)
@@ -68,7 +68,7 @@ def measure(
 
     def step():
         with torch.autocast(device_type=device, dtype=dtype, enabled=dtype != torch.float32):
-            loss = spire_loss(parts, adaptor, data, SampleRandom(0, range(batch)))
+            loss = spire_loss(frozen, adaptor, data, SampleRandom(0, range(batch)))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -94,6 +94,7 @@ def measure_recipe(stage: str, steps: int, overrides: list[str]) -> None:
 
     from spire_ir.data import build_dataloader
     from spire_ir.utils.config import load_config
+    from spire_ir.utils.seeding import SampleRandom
 
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +126,7 @@ def measure_recipe(stage: str, steps: int, overrides: list[str]) -> None:
         for _ in range(steps + 1):  # the first step is warm-up
             started = time.perf_counter()
             batch = next(batches)
-            loss = task.loss(model, batch, SampleRandom(0, batch["key"]))
+            loss = task.loss(model, batch, SampleRandom(0, batch["key"]))  # one generator per sample
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

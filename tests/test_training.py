@@ -39,12 +39,12 @@ def test_train_changes_every_adaptor_parameter_and_no_frozen_one(tmp_path):
     task = SpireTask(config)
     trainable, frozen = (
         _snapshot(task.trainable),
-        {k: _snapshot(getattr(task.parts, k)) for k in ("vae", "unet", "text_encoder")},
+        {k: _snapshot(getattr(task.frozen, k)) for k in ("vae", "unet", "text_encoder")},
     )
     run_loop(config, task)
     assert _changed(trainable, task.trainable) == set(trainable)
     for name, before in frozen.items():
-        assert _changed(before, getattr(task.parts, name)) == set(), name
+        assert _changed(before, getattr(task.frozen, name)) == set(), name
 
 
 def test_a_base_that_loads_trainable_is_frozen_by_the_task(tmp_path):
@@ -63,7 +63,7 @@ def test_a_base_that_loads_trainable_is_frozen_by_the_task(tmp_path):
     batch = next(iter(build_dataloader(task.config.data, 2)[0]))
     task.loss(task.trainable, batch, SampleRandom(0, batch["key"])).backward()
     for name in ("vae", "unet", "text_encoder"):
-        module = getattr(task.parts, name)
+        module = getattr(task.frozen, name)
         assert not any(p.requires_grad or p.grad is not None for p in module.parameters()), name
     assert all(p.grad is not None for p in task.trainable.parameters() if p.requires_grad)
 
@@ -137,7 +137,7 @@ def test_spire_tiny_style_vae_and_v_prediction_prior_train_and_chain(tmp_path):
     assert weights.shape == (12,)
     # natural proportions (latent_power 1.0): the model-space MSE is already a pixel-space MSE
     assert torch.allclose(weights, torch.ones(12), rtol=1e-3)
-    vae = spire_task.parts.vae
+    vae = spire_task.frozen.vae
     y = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         stem = spire_task.trainable.controlnet.controlnet_cond_embedding
@@ -161,7 +161,7 @@ def test_max_timestep_limits_the_training_timesteps():
     config = load_config(TrainConfig, "configs/tiny-smoke.yaml", [*SMALL, "model.max_timestep=150"])
     task = SpireTask(config)
     assert task.max_timestep == 150
-    scheduler = task.parts.scheduler
+    scheduler = task.frozen.scheduler
     t = sample_timesteps(SampleRandom(0, range(20000)), scheduler, task.max_timestep)
     assert int(t.min()) == 0 and int(t.max()) == 149
     assert abs(float(t.float().mean()) - 74.5) < 0.02 * 74.5  # uniform on [0, 150)
@@ -188,7 +188,7 @@ def test_overfitting_a_fixed_batch_halves_the_loss():
     optimiser = torch.optim.AdamW(task.trainable.parameters(), lr=1e-3)
     losses = []
     for _ in range(100):
-        loss = spire_loss(task.parts, task.trainable, batch, SampleRandom(0, range(2)))  # same noise and t
+        loss = spire_loss(task.frozen, task.trainable, batch, SampleRandom(0, range(2)))  # same noise and t
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -359,11 +359,11 @@ def test_bridge_training_moves_the_adaptor_only_and_exports_its_ema(bridge_base,
     config = load_config(TrainConfig, "configs/tiny-bridge.yaml", overrides)
     task = SpireTask(config)
     trainable = _snapshot(task.trainable)
-    frozen = {k: _snapshot(getattr(task.parts, k)) for k in ("unet", "text_encoder")}
+    frozen = {k: _snapshot(getattr(task.frozen, k)) for k in ("unet", "text_encoder")}
     run_loop(config, task)
     assert _changed(trainable, task.trainable) == set(trainable)
     for name, before in frozen.items():
-        assert _changed(before, getattr(task.parts, name)) == set(), name
+        assert _changed(before, getattr(task.frozen, name)) == set(), name
     exported = SpireAdaptor.from_pretrained(tmp_path / "adaptor")
     raw = dict(task.trainable.named_parameters())
     differs = [n for n, p in exported.named_parameters() if not torch.allclose(p, raw[n])]

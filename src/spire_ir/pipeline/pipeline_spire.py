@@ -259,17 +259,17 @@ class SpirePipeline(DiffusionPipeline):
         """
         from spire_ir.models.loading import load_base_components
 
-        parts = load_base_components(
+        components = load_base_components(
             Path(base_path), prediction_type=prediction_type, torch_dtype=torch_dtype, config=base_config
         )
-        vae_factor = 2 ** (len(parts["vae"].config.block_out_channels) - 1)
+        vae_factor = 2 ** (len(components["vae"].config.block_out_channels) - 1)
         if adaptor is None:
-            adaptor = SpireAdaptor.from_unet(parts["unet"], fusion=fusion, vae_scale_factor=vae_factor)
+            adaptor = SpireAdaptor.from_unet(components["unet"], fusion=fusion, vae_scale_factor=vae_factor)
         elif not isinstance(adaptor, SpireAdaptor):
             adaptor = SpireAdaptor.from_pretrained(str(adaptor), local_files_only=True)
         if torch_dtype is not None and adaptor.dtype != torch_dtype:
             adaptor = adaptor.to(dtype=torch_dtype)
-        return cls(adaptor=adaptor, **parts)
+        return cls(adaptor=adaptor, **components)
 
     # ------------------------------------------------------------------------------------------ pieces
 

@@ -124,7 +124,7 @@ class FrozenParts:
 
 
 def spire_loss(
-    parts: FrozenParts,
+    frozen: FrozenParts,
     adaptor: torch.nn.Module,
     batch: dict,
     rng: SampleRandom,
@@ -134,16 +134,16 @@ def spire_loss(
     """Eq. 1 on one batch: the ε (or v) MSE of the modulated frozen UNet.
 
     Args:
-        parts: the frozen prior (``parts.scheduler`` a DDPM-style scheduler).
+        frozen: the frozen prior (``frozen.scheduler`` a DDPM-style scheduler).
         batch: x, y (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings.
         rng: one generator per sample (the VAE sample, the noise and t draw from it).
         max_timestep: t is drawn uniformly from [0, max_timestep); the whole schedule when None.
         loss_weights: (C,) per latent channel (``ModelConfig.loss_weighting``); uniform when None.
     """
-    vae, unet, scheduler = parts.vae, parts.unet, parts.scheduler
+    vae, unet, scheduler = frozen.vae, frozen.unet, frozen.scheduler
     device, dtype = unet.device, unet.dtype
     latents = sample_latents(vae, batch["x"], rng, device)
-    e_s, e_r = parts.encode_prompts(batch, device, dtype)
+    e_s, e_r = frozen.encode_prompts(batch, device, dtype)
     noise = rng.randn(latents.shape).to(device)
     t = sample_timesteps(rng, scheduler, max_timestep).to(device)
     noisy = scheduler.add_noise(latents, noise, t)
@@ -167,7 +167,7 @@ def sample_etas(rng: SampleRandom, p_one: float) -> torch.Tensor:
 
 
 def bridge_loss(
-    parts: FrozenParts,
+    frozen: FrozenParts,
     adaptor: torch.nn.Module,
     batch: dict,
     rng: SampleRandom,
@@ -176,19 +176,19 @@ def bridge_loss(
 ) -> torch.Tensor:
     """L1 of x̂₀ on one batch with the residual-shift bridge (``model.objective: bridge``).
 
-    parts: the frozen prior: a lossless vae, the residual denoiser unet and a ``ResShiftScheduler``. batch: x, y
-    (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings. ``unet`` replaces ``parts.unet`` when the prior trains
+    frozen: the frozen prior: a lossless vae, the residual denoiser unet and a ``ResShiftScheduler``. batch: x, y
+    (B, 3, H, W) in [0, 1]; c_s, c_r lists of B strings. ``unet`` replaces ``frozen.unet`` when the prior trains
     too (``model.prior``).
     """
     from spire_ir.models.numeric import restoration_numbers
 
-    vae, scheduler = parts.vae, parts.scheduler
-    unet = parts.unet if unet is None else unet
+    vae, scheduler = frozen.vae, frozen.scheduler
+    unet = frozen.unet if unet is None else unet
     device, dtype = unet.device, unet.dtype
     with torch.no_grad():
         x = vae.encode(batch["x"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
         y = vae.encode(batch["y"].to(device, vae.dtype) * 2 - 1).latent_dist.mode().float()
-    e_s, e_r = parts.encode_prompts(batch, device, dtype)
+    e_s, e_r = frozen.encode_prompts(batch, device, dtype)
     noise = rng.randn(x.shape).to(device)
     etas = sample_etas(rng, p_one).to(device)
     noisy = scheduler.add_noise(x, y, noise, etas)
@@ -231,13 +231,13 @@ def load_frozen_parts(model: ModelConfig, seed: int = 0) -> FrozenParts:
         scheduler = DDPMScheduler.from_config(scheduler.config)
     elif model.kappa is not None:
         sampling = scheduler = ResShiftScheduler.from_config(scheduler.config, kappa=model.kappa)
-    parts = FrozenParts(
+    frozen = FrozenParts(
         vae=components["vae"], text_encoder=components["text_encoder"], tokenizer=components["tokenizer"],
         unet=components["unet"], scheduler=scheduler, sampling_scheduler=sampling,
     )  # fmt: skip
-    for module in parts.modules():
+    for module in frozen.modules():
         module.requires_grad_(False).eval()
-    return parts
+    return frozen
 
 
 class AdaptorAndPrior(torch.nn.Module):
@@ -254,25 +254,25 @@ class SpireTask:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.parts = load_frozen_parts(config.model, seed=config.seed)
-        vae_factor = vae_scale_factor(self.parts.vae)
+        self.frozen = load_frozen_parts(config.model, seed=config.seed)
+        vae_factor = vae_scale_factor(self.frozen.vae)
         if config.model.adaptor:
             adaptor = SpireAdaptor.from_pretrained(config.model.adaptor, local_files_only=True)
-            adaptor.check_fits(self.parts.unet)
+            adaptor.check_fits(self.frozen.unet)
         else:
             with torch.random.fork_rng():  # E' and the fusion convs are initialised from the run's seed
                 torch.manual_seed(config.seed)
                 adaptor = SpireAdaptor.from_unet(
-                    self.parts.unet, fusion=config.model.fusion, vae_scale_factor=vae_factor,
+                    self.frozen.unet, fusion=config.model.fusion, vae_scale_factor=vae_factor,
                     restoration_prompt=config.data.restoration_prompt,
                     condition_stem=config.model.condition_stem, stem_channels=config.model.stem_channels,
                     numeric_channel=config.model.numeric_channel,
                 )  # fmt: skip
-                adaptor.init_condition_stem(self.parts.vae)
+                adaptor.init_condition_stem(self.frozen.vae)
         adaptor.register_to_config(restoration_prompt=config.data.restoration_prompt)
         self.loss_weights: torch.Tensor | None = None  # (C,) per latent channel; None: uniform
         if config.model.loss_weighting == "pixel":
-            weights = latent_pixel_weights(self.parts.vae)
+            weights = latent_pixel_weights(self.frozen.vae)
             if weights is None:
                 raise ValueError(
                     "model.loss_weighting: pixel needs a VAE with the linear shortcut (SpireAutoencoderKL, as "
@@ -280,7 +280,7 @@ class SpireTask:
                 )
             self.loss_weights = weights
         if config.model.max_timestep is not None:
-            total = self.parts.scheduler.config.num_train_timesteps
+            total = self.frozen.scheduler.config.num_train_timesteps
             if not 1 <= config.model.max_timestep <= total:
                 raise ValueError(
                     f"model.max_timestep must be in [1, {total}] (the base's training schedule), "
@@ -293,7 +293,7 @@ class SpireTask:
         else:
             if config.model.objective != "bridge":
                 raise ValueError(f"model.prior: {config.model.prior} is an ablation of the bridge objective")
-            unet, self.parts.unet = self.parts.unet, None
+            unet, self.frozen.unet = self.frozen.unet, None
             if config.model.prior == "none":  # the same network from a fresh start: no pretrained prior
                 from diffusers import UNet2DConditionModel
 
@@ -312,25 +312,25 @@ class SpireTask:
         return model.adaptor if isinstance(model, AdaptorAndPrior) else model
 
     def prior_of(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model.unet if isinstance(model, AdaptorAndPrior) else self.parts.unet
+        return model.unet if isinstance(model, AdaptorAndPrior) else self.frozen.unet
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
-        for module in self.parts.modules():
+        for module in self.frozen.modules():
             move(module, device, frozen_dtype(device, dtype))
         self.trainable.to(device)
 
     def loss(self, model: torch.nn.Module, batch: dict, rng: SampleRandom) -> torch.Tensor:
         if self.config.model.objective == "bridge":
-            return bridge_loss(self.parts, self.adaptor_of(model), batch, rng, self.config.model.p_t_one,
+            return bridge_loss(self.frozen, self.adaptor_of(model), batch, rng, self.config.model.p_t_one,
                                unet=self.prior_of(model))  # fmt: skip
-        return spire_loss(self.parts, model, batch, rng, self.max_timestep, self.loss_weights)
+        return spire_loss(self.frozen, model, batch, rng, self.max_timestep, self.loss_weights)
 
     def pipeline(self, model: torch.nn.Module):
         from spire_ir.pipeline import SpirePipeline
 
         pipe = SpirePipeline(
-            vae=self.parts.vae, text_encoder=self.parts.text_encoder, tokenizer=self.parts.tokenizer,
-            unet=self.prior_of(model), adaptor=self.adaptor_of(model), scheduler=self.parts.sampling_scheduler,
+            vae=self.frozen.vae, text_encoder=self.frozen.text_encoder, tokenizer=self.frozen.tokenizer,
+            unet=self.prior_of(model), adaptor=self.adaptor_of(model), scheduler=self.frozen.sampling_scheduler,
             default_color_fix="none" if self.config.model.objective == "bridge" else "wavelet",
         )  # fmt: skip
         pipe.set_progress_bar_config(disable=True)
