@@ -119,3 +119,13 @@ def write_tiny_captioner(folder):
     ).save_pretrained(folder)
     BlipProcessor(BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer).save_pretrained(folder)
     return folder
+
+
+def write_captioned_photos(root, count: int, height: int, width: int, caption: str = "a test photo number {}"):
+    """``count`` photos ``root/p{i}.png`` with ``p{i}.txt`` captions (``caption`` formatted with i); returns root."""
+    from spire_ir.utils.images import save_image
+
+    for i in range(count):
+        save_image(make_photo(height, width, seed=i), root / f"p{i}.png")
+        (root / f"p{i}.txt").write_text(caption.format(i))
+    return root

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helpers import make_photo, write_tiny_captioner
+from helpers import make_photo, write_captioned_photos, write_tiny_captioner
 from spire_ir.cli import main
 from spire_ir.utils.images import save_image
 
@@ -62,10 +62,7 @@ def test_restore_with_caption_auto_records_the_caption(captioner, tmp_path):
 
 
 def test_bench_caption_and_unmatched_rows(captioner, tmp_path):
-    photos = tmp_path / "photos"
-    for i in range(4):
-        save_image(make_photo(56, 56, seed=i), photos / f"p{i}.png")
-        (photos / f"p{i}.txt").write_text(f"photo number {i}")
+    photos = write_captioned_photos(tmp_path / "photos", 4, 56, 56, caption="photo number {}")
     bench = tmp_path / "bench"
     assert (
         main(["bench", "build", "--images", str(photos), "--n", "4", "--size", "48", "-o", str(bench)]) == 0

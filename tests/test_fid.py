@@ -10,10 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from helpers import make_photo
+from helpers import write_captioned_photos
 from spire_ir.cli import main
 from spire_ir.evaluation.inception import INCEPTION_FEATURES, FIDInceptionV3
-from spire_ir.utils.images import save_image
 
 
 def _random_inception(path, seed=0):
@@ -62,10 +61,7 @@ def test_matches_pytorch_fid_with_the_same_weights(tmp_path, monkeypatch):
 
 def test_bench_fid_is_zero_for_identical_sets_and_grows_with_degradation(tmp_path, monkeypatch):
     """Plumbing test with random Inception weights (clearly not a real FID)."""
-    photos = tmp_path / "photos"
-    for i in range(4):
-        save_image(make_photo(72, 80, seed=i), photos / f"p{i}.png")
-        (photos / f"p{i}.txt").write_text(f"a test photo number {i}")
+    photos = write_captioned_photos(tmp_path / "photos", 4, 72, 80)
     weights = tmp_path / "inception.safetensors"
     _random_inception(weights)
     monkeypatch.setenv("SPIRE_FID_WEIGHTS", str(weights))
