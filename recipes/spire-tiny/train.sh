@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-create the built-in spire-tiny model from a fresh clone with the project's own commands (2 CPU cores).
 #
-#   bash recipes/spire-tiny/train.sh          # data, prior, adaptor, fine-tune, export into src/spire_ir/weights/spire-tiny
+#   bash recipes/spire-tiny/train.sh          # data, prior, adaptor, two fine-tunes, export into src/spire_ir/weights/spire-tiny
 #
 # Every stage checkpoints often and resumes exactly: run the script again after an interruption and it goes on
 # where it stopped (a finished stage, one with summary.json, is skipped). Needs an editable install with the
@@ -26,5 +26,8 @@ stage train recipes/spire-tiny/adaptor.yaml $RUN/adaptor        # stage 2: the a
 [ -f $RUN/stage2-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/adaptor/pipeline \
   -o $RUN/stage2-model --default-steps 1 --default-guidance 1.5 # stage 2 exported in fp16; stage 3 starts from it
 stage train recipes/spire-tiny/finetune.yaml $RUN/finetune      # stage 3: on from stage 2, wallpaper photos added
-python recipes/spire-tiny/export.py $RUN/finetune/pipeline -o src/spire_ir/weights/spire-tiny \
+[ -f $RUN/stage3-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/finetune/pipeline \
+  -o $RUN/stage3-model --default-steps 1 --default-guidance 1.5 # stage 3 exported in fp16; stage 4 starts from it
+stage train recipes/spire-tiny/finetune2.yaml $RUN/finetune2    # stage 4: blur σ to 4.0, single-op draws 90%
+python recipes/spire-tiny/export.py $RUN/finetune2/pipeline -o src/spire_ir/weights/spire-tiny \
   --default-steps 1 --default-guidance 1.5                      # MODEL_CARD.md says why these defaults
