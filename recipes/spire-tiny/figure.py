@@ -12,7 +12,16 @@ import argparse
 from pathlib import Path
 
 import torch
-from sweep import CARD_TASKS  # recipes/spire-tiny/sweep.py: the six card prompts, one list for both scripts
+
+# the card tasks, as recipes/spire-tiny/measure.sh benches them
+CARD_TASKS = [
+    "Denoise with sigma 0.05",
+    "Denoise with sigma 0.10",
+    "Deblur with sigma 1.5",
+    "Deblur with sigma 2.5",
+    "Dejpeg with quality 30",
+    "Upsample to 4.0",
+]
 
 
 def main() -> None:
