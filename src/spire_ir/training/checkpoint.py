@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "prune_checkpoints", "save_checkpoint"]
+__all__ = ["latest_checkpoint", "load_checkpoint", "prune_checkpoints", "read_checkpoint", "save_checkpoint"]
 
 
 def _optimizer_to_files(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -53,23 +53,23 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 def save_checkpoint(
     run_dir: Path,
     step: int,
-    model: torch.nn.Module,
-    optimizer,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
     extra: dict | None = None,
     ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``run_dir/checkpoint-{step}`` atomically and return its path (``ema.safetensors`` when given)."""
+    """Write ``run_dir/checkpoint-{step}`` atomically and return its path (``ema.safetensors`` when given).
+
+    ``model_state`` is a ``state_dict()``; ``optimizer_state`` is in ``Optimizer.state_dict()``'s layout.
+    """
     final = Path(run_dir) / f"checkpoint-{step:07d}"
     tmp = Path(run_dir) / f".tmp-checkpoint-{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-        str(tmp / "model.safetensors"),
-    )
+    save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
     if ema is not None:
         save_file({k: v.detach().contiguous().cpu() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
-    tensors, meta = _optimizer_to_files(optimizer.state_dict())
+    tensors, meta = _optimizer_to_files(optimizer_state)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "optimizer.json").write_text(json.dumps(meta))
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=2))
@@ -87,17 +87,31 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, ema=None) -> dict:
-    """Restore model, optimiser and (when given) the EMA in place; returns trainer_state.json."""
+def read_checkpoint(path: Path, ema: bool = False) -> dict[str, Any]:
+    """A checkpoint's contents: ``model`` and ``optimizer`` state dicts, ``ema`` (when asked), ``trainer_state``."""
     path = Path(path)
-    if ema is not None:
+    ema_state = None
+    if ema:
         if not (path / "ema.safetensors").is_file():
             raise FileNotFoundError(f"{path}: no ema.safetensors; this run was not trained with ema_decay > 0")
-        ema.load_state_dict(load_file(str(path / "ema.safetensors")))
-    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+        ema_state = load_file(str(path / "ema.safetensors"))
     meta = json.loads((path / "optimizer.json").read_text())
-    optimizer.load_state_dict(_optimizer_from_files(load_file(str(path / "optimizer.safetensors")), meta))
-    return json.loads((path / "trainer_state.json").read_text())
+    return {
+        "model": load_file(str(path / "model.safetensors")),
+        "optimizer": _optimizer_from_files(load_file(str(path / "optimizer.safetensors")), meta),
+        "ema": ema_state,
+        "trainer_state": json.loads((path / "trainer_state.json").read_text()),
+    }
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, ema=None) -> dict:
+    """Restore model, optimiser and (when given) the EMA in place; returns trainer_state.json."""
+    contents = read_checkpoint(path, ema=ema is not None)
+    if ema is not None:
+        ema.load_state_dict(contents["ema"])
+    model.load_state_dict(contents["model"], strict=True)
+    optimizer.load_state_dict(contents["optimizer"])
+    return contents["trainer_state"]
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

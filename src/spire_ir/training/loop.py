@@ -1,7 +1,8 @@
 """The one training loop behind ``spire train``, ``spire train-vae`` and ``spire train-base``.
 
-A plain accelerate loop (single process, or ``accelerate launch`` for DDP): accumulate → backward → clip on sync
-steps → AdamW step → LR schedule. What differs between the three commands lives in a small ``Task`` object: the
+A plain accelerate loop (single process, or ``accelerate launch`` / ``torchrun`` for DDP, or with ``sharding:
+fsdp`` for gradients and AdamW state split across the processes): accumulate → backward → clip on sync steps →
+AdamW step → LR schedule. What differs between the three commands lives in a small ``Task`` object: the
 trainable module, the loss, validation and the final export.
 
 Reproducibility: the noise, timestep and VAE sample of each training sample draw from a generator seeded with
@@ -14,6 +15,7 @@ batch B train as one process with batch N·B does, up to the float rounding of t
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -33,6 +35,7 @@ from spire_ir.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
+    read_checkpoint,
     save_checkpoint,
 )
 from spire_ir.utils.config import save_config
@@ -114,6 +117,10 @@ class LoopConfig:
     gradient_accumulation_steps: int = 1
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     gradient_checkpointing: bool = False
+    # "fsdp": with several processes, each keeps 1/N of the gradients and AdamW state (ZeRO-2's layout, torch
+    # FSDP2), for an adaptor whose optimiser state does not fit beside the frozen prior; "none": DDP, every
+    # process holds everything. Checkpoints are the same full safetensors either way. See sharding.py.
+    sharding: Literal["none", "fsdp"] = "none"
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     validate_every: int = 500  # 0: never (a final validation always runs)
@@ -222,6 +229,8 @@ class _Run:
     ema: EMA | None
     step: int
     run_dir: Path
+    sharded: bool = False  # sharding: fsdp with several processes
+    plain: torch.nn.Module | None = None  # sharded runs, main process: an unsharded copy for validation and export
     batches: int = 0  # data batches read on this process (a batch of only undecodable files trains no step)
     samples_seen: int = 0  # training samples over all processes
     skipped: int = 0  # undecodable files skipped so far
@@ -250,9 +259,15 @@ def _start(config: LoopConfig, task: Task, argv: list[str] | None, resume: str |
     )
     if accelerator.distributed_type.value in ("DEEPSPEED", "FSDP"):
         raise ValueError(
-            f"spire train runs DDP only, not {accelerator.distributed_type.value}: its checkpoints hold the whole "
-            "optimiser state in safetensors. Launch with configs/accelerate/8gpu.yaml (or --multi_gpu); the SD 1.5 "
-            "adaptor and its optimiser fit on each GPU with the memory settings of docs/training.md"
+            f"spire train does not take accelerate's {accelerator.distributed_type.value} configs. For sharded "
+            "gradients and optimiser state set `sharding: fsdp` in the training config and launch with "
+            "configs/accelerate/8gpu.yaml (or torchrun)"
+        )
+    sharded = config.sharding == "fsdp" and accelerator.num_processes > 1
+    if sharded and config.mixed_precision == "fp16":
+        raise ValueError(
+            "sharding: fsdp trains in fp32 or with mixed_precision: bf16; fp16's loss scaler does not unscale "
+            "sharded gradients. Set mixed_precision: bf16 (or sharding: none)"
         )
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -263,6 +278,17 @@ def _start(config: LoopConfig, task: Task, argv: list[str] | None, resume: str |
     task.to(accelerator.device, weight_dtype)
     model = task.trainable
     model.train()
+    plain = None
+    if sharded:
+        from spire_ir.training.sharding import local_share, shard
+
+        plain = copy.deepcopy(model).cpu() if accelerator.is_main_process else None
+        shard(model)
+        local, total = local_share(model)
+        logger.info(
+            "sharding: fsdp over %d processes; process %d stores %d of %d parameter elements",
+            accelerator.num_processes, accelerator.process_index, local, total,
+        )  # fmt: skip
     optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], config.optim)
     ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
     state = {"step": 0}
@@ -270,7 +296,16 @@ def _start(config: LoopConfig, task: Task, argv: list[str] | None, resume: str |
         checkpoint = latest_checkpoint(run_dir) if resume == "latest" else Path(resume)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume latest: no checkpoint-* folder in {run_dir}")
-        state = load_checkpoint(checkpoint, model, optimizer, ema)
+        if sharded:
+            from spire_ir.training.sharding import load_sharded
+
+            contents = read_checkpoint(checkpoint, ema=ema is not None)
+            shadow = load_sharded(model, optimizer, contents["model"], contents["optimizer"], contents["ema"])
+            if ema is not None:
+                ema.load_state_dict(shadow)
+            state = contents["trainer_state"]
+        else:
+            state = load_checkpoint(checkpoint, model, optimizer, ema)
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
     step = state["step"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.optim, config.max_steps))
@@ -278,10 +313,63 @@ def _start(config: LoopConfig, task: Task, argv: list[str] | None, resume: str |
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(step):
             scheduler.step()
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if sharded:  # FSDP already splits the gradients; DDP's wrapper would all-reduce them again
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     batches = state.get("batches", step * config.gradient_accumulation_steps)  # older checkpoints lack it
     counters = {"samples_seen": state.get("samples_seen", 0), "skipped": state.get("skipped", 0)}
-    return _Run(accelerator, model, optimizer, scheduler, ema, step, run_dir, batches, **counters)
+    return _Run(accelerator, model, optimizer, scheduler, ema, step, run_dir, sharded, plain, batches, **counters)
+
+
+def _save(run: _Run, keep: int) -> None:
+    """Write checkpoint-{step} on the main process (a sharded run gathers the shards to it first)."""
+    model_state: dict = {}
+    optimizer_state: dict = {}
+    ema_state = None
+    if run.sharded:
+        from spire_ir.training.sharding import full_model_state, full_optimizer_state, full_tensors
+
+        model_state = full_model_state(run.model)
+        optimizer_state = full_optimizer_state(run.model, run.optimizer.optimizer)
+        ema_state = None if run.ema is None else full_tensors(run.ema.state_dict())
+    elif run.main:
+        model_state = run.accelerator.unwrap_model(run.model).state_dict()
+        optimizer_state = run.optimizer.optimizer.state_dict()
+        ema_state = None if run.ema is None else run.ema.state_dict()
+    if run.main:
+        save_checkpoint(run.run_dir, run.step, model_state, optimizer_state, run.state(), ema=ema_state)
+        prune_checkpoints(run.run_dir, keep)
+
+
+@contextlib.contextmanager
+def _evaluated(run: _Run) -> Iterator[torch.nn.Module | None]:
+    """The trained module with the EMA weights when the run keeps them, on the main process; None on the others.
+
+    Every process enters it: a sharded run gathers the weights into the main process's unsharded copy.
+    """
+    if run.sharded:
+        from spire_ir.training.sharding import full_model_state, full_tensors
+
+        weights = full_model_state(run.model)
+        if run.ema is not None:
+            weights.update(full_tensors(run.ema.state_dict()))
+        if run.plain is None:
+            yield None
+            return
+        run.plain.load_state_dict(weights, strict=True)
+        run.plain.to(run.accelerator.device)
+        try:
+            yield run.plain
+        finally:
+            run.plain.cpu()
+        return
+    if not run.main:
+        yield None
+        return
+    module = run.accelerator.unwrap_model(run.model)
+    with run.ema.applied(module) if run.ema is not None else contextlib.nullcontext():
+        yield module
 
 
 def _after_step(run: _Run, config: LoopConfig, task: Task, values: dict, last: int) -> None:
@@ -293,28 +381,23 @@ def _after_step(run: _Run, config: LoopConfig, task: Task, values: dict, last: i
             _append_metrics(run.run_dir, step, values)
         if run.skipped:
             logger.warning("%d undecodable file(s) skipped so far", run.skipped)
-    if run.main and config.checkpoint_every and step % config.checkpoint_every == 0:
-        save_checkpoint(
-            run.run_dir, step, accelerator.unwrap_model(run.model), run.optimizer.optimizer, run.state(),
-            ema=None if run.ema is None else run.ema.state_dict(),
-        )  # fmt: skip
-        prune_checkpoints(run.run_dir, config.keep_checkpoints)
-    if run.main and config.validate_every and step % config.validate_every == 0:
-        _validate(task, accelerator, run.model, step, run.run_dir, run.ema)
+    if config.checkpoint_every and step % config.checkpoint_every == 0:
+        _save(run, config.keep_checkpoints)
+    if config.validate_every and step % config.validate_every == 0:
+        _validate(task, run, step)
 
 
 def _finish(run: _Run, config: LoopConfig, task: Task) -> Path:
     """Validate (unless the last step did), export with the EMA weights, write summary.json."""
     run.accelerator.wait_for_everyone()
     exported = run.run_dir
-    if run.main:
-        if not (config.validate_every and run.step % config.validate_every == 0):
-            _validate(task, run.accelerator, run.model, run.step, run.run_dir, run.ema)
-        unwrapped = run.accelerator.unwrap_model(run.model)
-        with run.ema.applied(unwrapped) if run.ema is not None else contextlib.nullcontext():
-            exported = task.export(unwrapped, run.run_dir)
-        summary = {"steps": run.step, "samples_seen": run.samples_seen, "skipped_files": run.skipped}
-        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if not (config.validate_every and run.step % config.validate_every == 0):
+        _validate(task, run, run.step)
+    with _evaluated(run) as module:
+        if module is not None:
+            exported = task.export(module, run.run_dir)
+            summary = {"steps": run.step, "samples_seen": run.samples_seen, "skipped_files": run.skipped}
+            (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     run.accelerator.end_training()
     return exported
 
@@ -346,7 +429,8 @@ def run_loop(
         run.skipped += batch["skipped"]
         if "x" not in batch:
             continue
-        with accelerator.accumulate(model):
+        # a sharded model is not wrapped by accelerate's prepare, so it takes the mixed-precision autocast here
+        with accelerator.accumulate(model), accelerator.autocast() if run.sharded else contextlib.nullcontext():
             loss = task.loss(model, batch, SampleRandom(config.seed, batch["key"], "noise"))
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.optim.max_grad_norm > 0:
@@ -381,12 +465,16 @@ def run_loop(
     return _finish(run, config, task)
 
 
-def _validate(task: Task, accelerator, model, step: int, run_dir: Path, ema: EMA | None = None) -> None:
-    unwrapped = accelerator.unwrap_model(model)
-    unwrapped.eval()
-    with torch.no_grad(), ema.applied(unwrapped) if ema is not None else contextlib.nullcontext():
-        metrics = task.validate(unwrapped, step, run_dir)
-    unwrapped.train()
+def _validate(task: Task, run: _Run, step: int) -> None:
+    """Validate on the main process, with the EMA weights when the run keeps them (every process calls it)."""
+    accelerator, run_dir = run.accelerator, run.run_dir
+    with _evaluated(run) as module:
+        if module is None:
+            return
+        module.eval()
+        with torch.no_grad():
+            metrics = task.validate(module, step, run_dir)
+        module.train()
     if metrics:
         values = {f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
         accelerator.log(values, step=step)
