@@ -1,9 +1,9 @@
 """``sharding: fsdp``: the trainable networks split across processes with torch's FSDP2 (``fully_shard``).
 
 ZeRO-2's memory layout: each process keeps 1/N of the gradients and of the AdamW state between steps, and the
-weights are gathered once per step (``reshard_after_forward=False``, so backward needs no second gather). One FSDP
-unit per trainable network: the module itself, or each child of a container that has no forward of its own (the
-adaptor and the prior when both train).
+weights are gathered once per step (``reshard_after_forward=False``, so backward needs no second gather). The
+trainable module is one FSDP unit (the adaptor, or the adaptor and the prior when both train: the loss runs inside
+their container's forward).
 
 Checkpoints stay the loop's own format, full tensors in safetensors: the shards are gathered to the main process
 to save, and each process cuts its shard out of the full tensors to load. A run can therefore resume with or
@@ -19,23 +19,15 @@ import torch
 __all__ = ["full_model_state", "full_optimizer_state", "full_tensors", "load_sharded", "local_share", "shard"]
 
 
-def _units(module: torch.nn.Module) -> list[torch.nn.Module]:
-    if type(module).forward is torch.nn.Module.forward:  # a container: its children are what the loss calls
-        return [child for child in module.children() if any(p.requires_grad for p in child.parameters())]
-    return [module]
+def shard(module: torch.nn.Module) -> None:
+    """Shard ``module``'s parameters in place across the (initialised) process group, as one FSDP unit.
 
-
-def shard(module: torch.nn.Module) -> list[torch.nn.Module]:
-    """Shard ``module``'s parameters in place across the process group (already initialised); returns the units.
-
-    The module must be on its training device. Its parameters become ``DTensor`` shards of dim 0.
+    The module must be on its training device, and the loss must call its forward. Its parameters become
+    ``DTensor`` shards of dim 0.
     """
     from torch.distributed.fsdp import fully_shard
 
-    units = _units(module)
-    for unit in units:
-        fully_shard(unit, reshard_after_forward=False)
-    return units
+    fully_shard(module, reshard_after_forward=False)
 
 
 def _options(cpu_offload: bool):

@@ -14,6 +14,7 @@ only the adaptor trains.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -194,7 +195,8 @@ def bridge_loss(
     noisy = scheduler.add_noise(x, y, noise, etas)
     t = scheduler.timestep_for(etas).to(device)
     adaptor_dtype = next(adaptor.parameters()).dtype
-    numeric = restoration_numbers(batch["c_r"]) if adaptor.config.numeric_channel else None
+    config = getattr(adaptor, "module", adaptor).config  # the adaptor may come wrapped in DDP
+    numeric = restoration_numbers(batch["c_r"]) if config.numeric_channel else None
     modulation = adaptor(
         noisy.to(adaptor_dtype), t, batch["y"].to(device, adaptor_dtype), e_r.to(adaptor_dtype), numeric=numeric
     )
@@ -247,6 +249,11 @@ class AdaptorAndPrior(torch.nn.Module):
         super().__init__()
         self.adaptor = adaptor
         self.unet = unet
+
+    def forward(self, step: Callable[[SpireAdaptor, torch.nn.Module], torch.Tensor]) -> torch.Tensor:
+        """``step(adaptor, unet)``: the loss runs inside this forward, so a DDP wrapper syncs both networks'
+        gradients (DDP only reduces what ran through its own forward)."""
+        return step(self.adaptor, self.unet)
 
 
 class SpireTask:
@@ -321,8 +328,10 @@ class SpireTask:
 
     def loss(self, model: torch.nn.Module, batch: dict, rng: SampleRandom) -> torch.Tensor:
         if self.config.model.objective == "bridge":
-            return bridge_loss(self.frozen, self.adaptor_of(model), batch, rng, self.config.model.p_t_one,
-                               unet=self.prior_of(model))  # fmt: skip
+            p_one = self.config.model.p_t_one
+            if self.config.model.prior == "frozen":
+                return bridge_loss(self.frozen, model, batch, rng, p_one)
+            return model(lambda adaptor, unet: bridge_loss(self.frozen, adaptor, batch, rng, p_one, unet=unet))
         return spire_loss(self.frozen, model, batch, rng, self.max_timestep, self.loss_weights)
 
     def pipeline(self, model: torch.nn.Module):
