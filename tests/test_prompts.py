@@ -71,6 +71,20 @@ def test_outside_training_range_warns_but_parses():
     assert parsed.ops[0].value == 0.24
 
 
+def test_a_model_s_own_training_ranges_replace_table_2_s():
+    trained = {"deblur": [0.2, 4.0]}  # as spire train records it in the adaptor's config
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prompts.parse("Deblur with sigma 4.0", train_ranges=trained)
+        prompts.canonical("Deblur with sigma 4.0, Denoise with sigma 0.1", train_ranges=trained)
+    with pytest.warns(PromptWarning, match="training range 0.2-3"):  # Table 2's, for a model that records none
+        prompts.parse("Deblur with sigma 4.0")
+    with pytest.warns(PromptWarning, match="training range 0.2-4;"):
+        prompts.parse("Deblur with sigma 4.5", train_ranges=trained)
+    with pytest.warns(PromptWarning, match="training range 0-0.12"):  # ops left out keep Table 2's
+        prompts.parse("Denoise with sigma 0.2", train_ranges=trained)
+
+
 def test_in_range_prompt_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

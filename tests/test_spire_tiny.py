@@ -73,3 +73,14 @@ def test_restore_without_model_works_offline_and_keeps_the_size(tmp_path, photo,
     assert Image.open(tmp_path / "out" / "photo.png").size == (232, 200)
     restored = load_image(tmp_path / "out" / "photo.png").tensor
     assert float(psnr(restored, photo[..., :200, :232])) >= float(psnr(y, photo[..., :200, :232])) + 4.0
+
+
+def test_restore_warns_outside_the_ranges_spire_tiny_was_trained_on(tmp_path, photo, capsys):
+    # stage 4 trained deblur up to σ 4.0, past Table 2's 3.0: the warning names the model's range
+    save_image(_degraded(photo[..., :64, :64], "Deblur with sigma 2.0"), tmp_path / "photo.png")
+    for value, warned in (("4.0", False), ("4.5", True)):
+        args = ["restore", str(tmp_path / "photo.png"), "-r", f"Deblur with sigma {value}", "-o", str(tmp_path / value)]
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert ("outside the training range 0.2-4;" in err) == warned, err
+        assert "0.2-3" not in err

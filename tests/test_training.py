@@ -355,7 +355,9 @@ def test_bridge_mixture_puts_the_stated_share_at_eta_one():
 def test_bridge_training_moves_the_adaptor_only_and_exports_its_ema(bridge_base, tmp_path):
     from spire_ir.models.adaptor import SpireAdaptor
 
-    overrides = [*BRIDGE_SMALL, f"output_dir={tmp_path}", f"model.base={bridge_base}", "ema_decay=0.5"]
+    overrides = [*BRIDGE_SMALL, f"output_dir={tmp_path}", f"model.base={bridge_base}", "ema_decay=0.5",
+                 "data.degradation.parameterized.ranges={deblur: [0.5, 4.0]}",
+                 "data.degradation.parameterized.noise_high_prob=0.1"]  # fmt: skip
     config = load_config(TrainConfig, "configs/tiny-bridge.yaml", overrides)
     task = SpireTask(config)
     trainable = _snapshot(task.trainable)
@@ -369,6 +371,11 @@ def test_bridge_training_moves_the_adaptor_only_and_exports_its_ema(bridge_base,
     differs = [n for n, p in exported.named_parameters() if not torch.allclose(p, raw[n])]
     assert differs  # the export is the moving average, not the last weights
     assert exported.config.numeric_channel
+    # the ranges it saw, for the pipeline's prompt warnings: the configured deblur range, Table 2's others,
+    # denoise widened by the high-noise draws
+    assert exported.config.train_ranges == {
+        "deblur": [0.5, 4.0], "upsample": [1.0, 7.0], "denoise": [0.0, 0.3], "dejpeg": [30.0, 92.0]
+    }  # fmt: skip
 
 
 def test_bridge_objective_needs_a_bridge_base(bridge_base, tmp_path):

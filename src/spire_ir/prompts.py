@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from spire_ir.ops.registry import OP_KINDS, OP_SPECS, OpSpec
@@ -155,7 +156,9 @@ def _normalise(fragment: str) -> str:
     return " ".join(text.split())
 
 
-def _parse_fragment(fragment: str) -> RestorationOp | str | None:
+def _parse_fragment(
+    fragment: str, train_ranges: Mapping[str, Sequence[float]] | None = None
+) -> RestorationOp | str | None:
     """Return an op, the string "blind", or None when the fragment is not understood."""
     text = _normalise(fragment)
     if not text:
@@ -188,17 +191,20 @@ def _parse_fragment(fragment: str) -> RestorationOp | str | None:
         raise PromptError(_range_message(kind, value, fragment.strip()))
     if spec.decimals == 0 and value != int(value):
         raise PromptError(f"{fragment.strip()!r}: {kind} {spec.param} must be a whole number, got {value:g}")
-    if not spec.train[0] <= value <= spec.train[1]:
+    low, high = (train_ranges or {}).get(kind, spec.train)
+    if not low <= value <= high:
         warnings.warn(
             f"{fragment.strip()!r}: {kind} {spec.param} {value:g} is outside the training range "
-            f"{spec.train[0]:g}-{spec.train[1]:g}; the model may not follow it",
+            f"{low:g}-{high:g}; the model may not follow it",
             PromptWarning,
             stacklevel=4,
         )
     return RestorationOp(kind, value)
 
 
-def parse(text: str, strict: bool = False) -> RestorationPrompt:
+def parse(
+    text: str, strict: bool = False, train_ranges: Mapping[str, Sequence[float]] | None = None
+) -> RestorationPrompt:
     """Parse a restoration prompt.
 
     Case, extra spaces and punctuation are ignored; fragments are separated by commas, semicolons, "and" or
@@ -207,6 +213,9 @@ def parse(text: str, strict: bool = False) -> RestorationPrompt:
     Args:
         text: the prompt, e.g. "Deblur with sigma 2.0, Denoise with sigma 0.05".
         strict: raise instead of warning when a fragment is not understood.
+        train_ranges: each op's range in the model's training ({"deblur": [0.2, 4.0]}, what ``spire train``
+            writes into the adaptor's config); values outside it are warned about. Ops left out, or None: the
+            paper's Table 2 ranges.
 
     Returns:
         The parsed prompt. Unknown fragments are kept in ``unknown``.
@@ -222,7 +231,7 @@ def parse(text: str, strict: bool = False) -> RestorationPrompt:
     for fragment in _SEPARATORS.split(text):
         if not fragment.strip(" .\t"):
             continue
-        parsed = _parse_fragment(fragment)
+        parsed = _parse_fragment(fragment, train_ranges)
         if parsed == "blind":
             blind = True
         elif isinstance(parsed, RestorationOp):
@@ -249,19 +258,19 @@ def format(prompt: RestorationPrompt | list[RestorationOp] | tuple[RestorationOp
     return ", ".join(parts)
 
 
-def canonical(text: str) -> str:
+def canonical(text: str, train_ranges: Mapping[str, Sequence[float]] | None = None) -> str:
     """The canonical text of a restoration prompt: the form the synthesiser writes and models are trained on.
 
     >>> canonical("deblur σ=2 and upscale 4x")
     'Deblur with sigma 2.0, Upsample to 4.0'
 
     Empty text is the blind prompt. Fragments the grammar cannot read are kept after the ops and warned about
-    (``PromptWarning``); text with nothing the grammar reads is returned as written. Raises ``PromptError`` for a
-    value out of range.
+    (``PromptWarning``), as are values outside ``train_ranges`` (see ``parse``); text with nothing the grammar
+    reads is returned as written. Raises ``PromptError`` for a value out of range.
     """
     if not text.strip():
         return BLIND_PROMPT
-    parsed = parse(text)
+    parsed = parse(text, train_ranges=train_ranges)
     return format(parsed) if parsed.ops or parsed.blind else text.strip()
 
 

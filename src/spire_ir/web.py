@@ -61,17 +61,18 @@ def controls_to_prompt(blind: bool, with_values: bool, *controls: Any) -> str:
     return prompts.format(RestorationPrompt(ops=tuple(ops), blind=bool(blind)))
 
 
-def prompt_to_controls(text: str) -> tuple[list[Any], str]:
+def prompt_to_controls(text: str, train_ranges: dict | None = None) -> tuple[list[Any], str]:
     """Restoration prompt text -> builder state [blind, with_values, (enabled, value) × 4] and a warning line.
 
-    Unknown words, values outside the sliders and invalid values are reported in the warning (Markdown); the
-    controls then show what could be understood.
+    Unknown words, values outside the sliders, values outside ``train_ranges`` (the model's, see
+    ``prompts.parse``) and invalid values are reported in the warning (Markdown); the controls then show what
+    could be understood.
     """
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PromptWarning)
         try:
-            parsed = prompts.parse(text or "")
+            parsed = prompts.parse(text or "", train_ranges=train_ranges)
         except PromptError as error:
             return [False, True, *_defaults()], f"⚠️ {error}"
     notes += [
@@ -150,7 +151,8 @@ class Studio:
             tensor = check_upload(image, self.max_pixels)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", PromptWarning)
-                restoration = prompts.canonical(restoration or "")  # the text the model reads, shown and recorded
+                # the text the model reads, shown and recorded
+                restoration = prompts.canonical(restoration or "", getattr(self.pipe, "train_ranges", None))
             for warning in caught:
                 gr.Warning(str(warning.message).split("; the text is passed")[0])
         except (ValueError, PromptError) as error:
@@ -249,8 +251,8 @@ class _RestoreTab:
     builder: list  # [blind, with_values, (enabled, value) per op]
 
 
-def _text_to_builder(text: str) -> tuple:
-    state, note = prompt_to_controls(text)
+def _text_to_builder(text: str, train_ranges: dict | None = None) -> tuple:
+    state, note = prompt_to_controls(text, train_ranges)
     return (*state, note)
 
 
@@ -304,7 +306,8 @@ def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
     in_order = dict(api_name=False, concurrency_id="prompt-builder", concurrency_limit=1)
     for control in builder:
         control.input(controls_to_prompt, builder, restoration, **in_order)
-    restoration.input(_text_to_builder, restoration, [*builder, warning], **in_order)
+    ranges = getattr(studio.pipe, "train_ranges", None)
+    restoration.input(lambda text: _text_to_builder(text, ranges), restoration, [*builder, warning], **in_order)
 
     def restore(image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile, progress=gr.Progress()):
         return studio.restore(image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile,
@@ -329,7 +332,8 @@ def _degrade_tab(gr, studio: Studio, restore_tab: _RestoreTab) -> None:
             record = gr.Code(label="Record", language="json")
             send = gr.Button("Send to Restore", elem_id="degrade-send")
     run.click(studio.degrade, [clean, prompt, mode, seed], [degraded, generated, record], api_name="degrade")
-    send.click(lambda image, text: (image, text, *_text_to_builder(text)), [degraded, generated],
+    ranges = getattr(studio.pipe, "train_ranges", None)
+    send.click(lambda image, text: (image, text, *_text_to_builder(text, ranges)), [degraded, generated],
                [restore_tab.image, restore_tab.restoration, *restore_tab.builder, restore_tab.warning],
                api_name=False)  # fmt: skip
 
@@ -360,13 +364,15 @@ def _walk_tab(gr, studio: Studio, config: Any) -> None:
     run.click(walk, inputs, grid, api_name="walk")
 
 
-def _api_helpers(gr, builder: list) -> None:
+def _api_helpers(gr, builder: list, train_ranges: dict | None) -> None:
     """API-only endpoints of the prompt builder: build_prompt (controls -> text) and parse_prompt (text -> state)."""
     built = gr.Textbox(visible=False)
     gr.Button(visible=False).click(controls_to_prompt, builder, built, api_name="build_prompt")
     text, parsed = gr.Textbox(visible=False), gr.JSON(visible=False)
-    gr.Button(visible=False).click(lambda t: dict(zip(("state", "warning"), prompt_to_controls(t), strict=True)),
-                                   text, parsed, api_name="parse_prompt")  # fmt: skip
+    gr.Button(visible=False).click(
+        lambda t: dict(zip(("state", "warning"), prompt_to_controls(t, train_ranges), strict=True)),
+        text, parsed, api_name="parse_prompt",
+    )  # fmt: skip
 
 
 def build_app(
@@ -393,7 +399,7 @@ def build_app(
             _degrade_tab(gr, studio, restore_tab)
         with gr.Tab("Walk", id="walk"):
             _walk_tab(gr, studio, config)
-        _api_helpers(gr, restore_tab.builder)
+        _api_helpers(gr, restore_tab.builder, getattr(pipe, "train_ranges", None))
     app.queue(default_concurrency_limit=1, max_size=queue_size)
     return app
 

@@ -130,6 +130,23 @@ def default_model() -> str:
     return "spire-tiny"
 
 
+def model_train_ranges(model: str | None) -> dict[str, list[float]] | None:
+    """The op ranges a model's adaptor was trained on (``train_ranges`` in MODEL/adaptor/config.json), read
+    without loading the model so that the prompt check before it names them; None where the folder does not
+    record them (the parser then uses the paper's Table 2 ranges)."""
+    import json
+
+    from spire_ir.models.builtin import BUILTIN_MODELS, builtin_model_dir
+
+    if model is None:
+        return None
+    folder = builtin_model_dir(model) if model in BUILTIN_MODELS and not Path(model).exists() else Path(model)
+    try:
+        return json.loads((folder / "adaptor" / "config.json").read_text(encoding="utf-8")).get("train_ranges")
+    except (OSError, ValueError, AttributeError):  # no folder (a single-file model), or no adaptor config
+        return None
+
+
 def load_pipeline_for(args: argparse.Namespace):
     """The pipeline ``args`` name, with the sampler defaults it records filled in from the model folder."""
     from spire_ir.app import load_pipeline

@@ -13,6 +13,7 @@ from spire_ir.cli.common import (
     add_sampling_options,
     input_files,
     load_pipeline_for,
+    model_train_ranges,
     output_stems,
     positive_int,
     run_batch,
@@ -20,13 +21,13 @@ from spire_ir.cli.common import (
 )
 
 
-def _check_restoration_prompt(text: str) -> None:
+def _check_restoration_prompt(text: str, train_ranges: dict | None = None) -> None:
     from spire_ir.prompts import PromptError, parse
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            parse(text)
+            parse(text, train_ranges=train_ranges)
         except PromptError as error:
             raise CommandError(str(error)) from error
     for warning in caught:
@@ -149,7 +150,7 @@ def _restore_one(pipe, path: Path, files: list[Path], stem: str, args: argparse.
     semantic = args.prompt if args.prompt is not None else sidecar.get("semantic_prompt", "")
     restoration = args.restore if args.restore is not None else sidecar.get("restoration_prompt", BLIND_PROMPT)
     if args.restore is None and "restoration_prompt" in sidecar:
-        _check_restoration_prompt(restoration)
+        _check_restoration_prompt(restoration, pipe.train_ranges)
     targets = _targets(path, stem, args)
     for target in targets:
         guard_not_input(target, files)
@@ -162,7 +163,7 @@ def _restore_one(pipe, path: Path, files: list[Path], stem: str, args: argparse.
         runtime = {**runtime, "caption": {"captioner": str(captioner.path), "style": captioner.style}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PromptWarning)  # the text was checked, and warned about, once per run
-        encoded = canonical(restoration)  # what the model reads ("deblur σ=2" -> "Deblur with sigma 2.0")
+        encoded = canonical(restoration, pipe.train_ranges)  # what the model reads ("deblur σ=2" -> "Deblur with sigma 2.0")
         images = pipe(
             loaded.tensor, prompt=semantic, restoration_prompt=encoded,
             generator=[make_generator(args.seed + k) for k in range(args.num_samples)],
@@ -187,7 +188,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.restore is not None and not args.restore.strip():
         args.restore = BLIND_PROMPT  # -r "": no op named, so blind restoration (recorded as such)
     if args.restore is not None:
-        _check_restoration_prompt(args.restore)
+        _check_restoration_prompt(args.restore, model_train_ranges(args.model))
     if _single_file_output(args) and args.num_samples > 1:  # one input and -o NAME.png: write that file
         raise CommandError(f"-o {args.output} is one file, but --num-samples {args.num_samples} makes several; "
                            "give a folder")  # fmt: skip
@@ -225,7 +226,7 @@ def cmd_walk(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(str(error).replace("the values are empty", "--values is empty")) from error
     for _, restoration in pairs:
-        _check_restoration_prompt(restoration)
+        _check_restoration_prompt(restoration, model_train_ranges(args.model))
     guard_not_input(output, [source])
     if output.exists() and not args.overwrite:
         raise CommandError(f"{output} exists; pass --overwrite to replace it, or choose another -o")

@@ -73,6 +73,14 @@ class ParameterizedConfig:
         """The range ``kind`` is drawn from: ``ranges[kind]``, or the table's training range."""
         return tuple(self.ranges.get(kind, OP_SPECS[kind].train))
 
+    def trained_ranges(self) -> dict[str, list[float]]:
+        """Every op's range of values in training, {kind: [low, high]}, the high-noise draws included."""
+        ranges = {kind: list(self.range_of(kind)) for kind in OP_KINDS}
+        if self.noise_high_prob > 0:
+            low, high = ranges["denoise"]
+            ranges["denoise"] = [min(low, self.noise_sigma_high[0]), max(high, self.noise_sigma_high[1])]
+        return ranges
+
 
 @dataclass(frozen=True)
 class StageDraw:

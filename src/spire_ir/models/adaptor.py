@@ -159,6 +159,8 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         vae_scale_factor: f, pixels per latent cell (used by the "unshuffle" stem).
         stem_channels: width of the "unshuffle" stem.
         numeric_channel: also read the numbers of c_r (``models.numeric``) through the time embedding.
+        train_ranges: each op's range of values in training, {kind: [low, high]} (``spire train`` records it);
+            the pipeline warns about prompt values outside it. None: the paper's Table 2 ranges.
     """
 
     _supports_gradient_checkpointing = True
@@ -175,6 +177,7 @@ class SpireAdaptor(ModelMixin, ConfigMixin):
         vae_scale_factor: int = 8,
         stem_channels: int = 64,
         numeric_channel: bool = False,
+        train_ranges: dict[str, list[float]] | None = None,
     ) -> None:
         super().__init__()
         if condition_stem not in ("conv", "unshuffle"):

@@ -273,13 +273,20 @@ class SpirePipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------------ pieces
 
+    @property
+    def train_ranges(self) -> dict[str, list[float]] | None:
+        """Each op's range of values in the adaptor's training ({"deblur": [0.2, 4.0]}), as ``spire train``
+        records it; None for adaptors trained before it did (the prompt parser then uses Table 2's ranges)."""
+        return getattr(self.adaptor.config, "train_ranges", None)
+
     def restoration_as_trained(self, texts: Sequence[str]) -> list[str]:
         """c_r in the form the adaptor was trained on: canonical text (``prompts.canonical``: "deblur σ=2" ->
         "Deblur with sigma 2.0", "" -> "Remove all degradation"), then the variant of
         ``adaptor.config.restoration_prompt`` (an adaptor trained on op types only reads "Deblur"). Warns when
-        the variant rewrites a prompt, and (``PromptWarning``) about text the grammar cannot read."""
+        the variant rewrites a prompt, and (``PromptWarning``) about text the grammar cannot read and values
+        outside ``train_ranges``."""
         variant = getattr(self.adaptor.config, "restoration_prompt", "with_params")
-        texts = [canonical(text) for text in texts]
+        texts = [canonical(text, self.train_ranges) for text in texts]
         rewritten = [restoration_prompt_variant(text, variant) for text in texts]
         changed = sorted({f"{a!r} -> {b!r}" for a, b in zip(texts, rewritten, strict=True) if a != b})
         if changed:

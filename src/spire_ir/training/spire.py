@@ -276,7 +276,12 @@ class SpireTask:
                     numeric_channel=config.model.numeric_channel,
                 )  # fmt: skip
                 adaptor.init_condition_stem(self.frozen.vae)
-        adaptor.register_to_config(restoration_prompt=config.data.restoration_prompt)
+        # what the pipeline reads back: the prompt form, and the op ranges it warns outside of (the ranges of
+        # the last run that trained this adaptor)
+        adaptor.register_to_config(
+            restoration_prompt=config.data.restoration_prompt,
+            train_ranges=config.data.degradation.parameterized.trained_ranges(),
+        )
         self.loss_weights: torch.Tensor | None = None  # (C,) per latent channel; None: uniform
         if config.model.loss_weighting == "pixel":
             weights = latent_pixel_weights(self.frozen.vae)
