@@ -36,6 +36,10 @@ def main() -> None:
         "--default-guidance", type=float, required=True, help="CFG scale on the semantic prompt"
     )
     parser.add_argument("--default-strength", type=float, default=1.0)
+    parser.add_argument(
+        "--no-consistency", dest="consistency", action="store_false",
+        help="leave data consistency with the stated degradation off by default (on for spire-tiny)",
+    )  # fmt: skip
     parser.add_argument("--max-mb", type=float, default=30.0, help="fail when the folder is larger")
     args = parser.parse_args()
 
@@ -64,6 +68,7 @@ def main() -> None:
         exported.register_to_config(
             default_steps=args.default_steps, default_guidance=args.default_guidance,
             default_strength=args.default_strength, default_color_fix="none",
+            default_consistency=args.consistency,
         )  # fmt: skip
         exported.save_pretrained(work)
         for component in ("text_encoder", "tokenizer"):
@@ -90,7 +95,10 @@ def main() -> None:
         "fp16_vs_fp32_psnr_db": round(float(psnr(b, a)), 2),
         "input_psnr_db": round(float(psnr(y, x)), 2),
         "restored_psnr_db": round(float(psnr(b, x)), 2),
-        "defaults": {k: loaded.config[k] for k in ("default_steps", "default_guidance", "default_strength")},
+        "defaults": {
+            k: loaded.config[k]
+            for k in ("default_steps", "default_guidance", "default_strength", "default_consistency")
+        },
     }
     print(json.dumps(report, indent=2))
     if size_mb > args.max_mb:

@@ -9,7 +9,8 @@ OUT=results/spire-tiny
 EVAL=data/spire-mini/eval/photos
 mkdir -p $OUT docs/images/spire-tiny
 
-# the card tasks: one bench per task; identity, classical, ffdnet on noise, spire-tiny at its defaults (K = 1)
+# the card tasks: one bench per task; identity, classical, ffdnet on noise, spire-tiny at its defaults (K = 1,
+# data consistency on) and without data consistency
 declare -A TASKS=(
   [noise005]="Denoise with sigma 0.05" [noise010]="Denoise with sigma 0.10"
   [blur15]="Deblur with sigma 1.5" [blur25]="Deblur with sigma 2.5"
@@ -26,6 +27,10 @@ for task in noise005 noise010 blur15 blur25 jpeg30 up4; do
   esac
   spire bench run $OUT/bench/$task --method spire --model "$MODEL" -o $OUT/runs/$task-spire-k1
   runs="$runs $OUT/runs/$task-spire-k1"
+  case $task in blur*|jpeg*|up*)  # the same model without data consistency (noise alone has none to apply)
+    spire bench run $OUT/bench/$task --method spire --model "$MODEL" --no-consistency -o $OUT/runs/$task-spire-raw
+    runs="$runs $OUT/runs/$task-spire-raw";;
+  esac
   spire bench report $runs -o $OUT/reports/$task
 done
 

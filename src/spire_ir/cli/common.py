@@ -168,6 +168,8 @@ def load_pipeline_for(args: argparse.Namespace):
         args.strength = float(pipe.config.default_strength)
     if getattr(args, "color_fix", "") is None:
         args.color_fix = str(pipe.config.get("default_color_fix", "wavelet"))
+    if getattr(args, "consistency", False) is None:
+        args.consistency = bool(pipe.config.get("default_consistency", False))
     return pipe, runtime
 
 
@@ -227,6 +229,12 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="colour correction from the input (default: the model folder's; none for spire-tiny)",
     )
+    p.add_argument(
+        "--consistency", action=argparse.BooleanOptionalAction, default=None,
+        help="make the output agree with the degradation c_r states: blur and downscaling by a linear solve, a "
+        "lone JPEG op by its quantisation bins; at strength 1, not for blind prompts or denoise alone "
+        "(default: the model folder's; on for spire-tiny)",
+    )  # fmt: skip
     p.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
     p.add_argument(
         "--precision", choices=("fp32", "fp16", "bf16"), default=None, help="default fp16 on CUDA, else fp32"

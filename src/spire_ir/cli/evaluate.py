@@ -84,7 +84,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             from spire_ir.evaluation.bench import MethodOptions, run_bench
 
             options = MethodOptions(model=args.model, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                                    captioner=args.captioner, caption_style=args.caption_style)  # fmt: skip
+                                    captioner=args.captioner, caption_style=args.caption_style,
+                                    consistency=args.consistency)  # fmt: skip
             summary = run_bench(
                 args.bench, args.method, args.output, options, prompts_mode=args.prompts,
                 metrics=tuple(args.metrics.split(",")), crop_border=args.crop_border, settings=metric_settings(args),
@@ -199,6 +200,10 @@ def _add_bench_parsers(sub) -> None:
     p.add_argument("--caption-style", choices=("short", "full"), default="short")
     _add_metric_options(p)
     add_steps_and_guidance(p)
+    p.add_argument(
+        "--consistency", action=argparse.BooleanOptionalAction, default=None,
+        help="for --method spire: data consistency with the degradation c_r states (default: the model's)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run folder")
     p.set_defaults(func=cmd_bench)

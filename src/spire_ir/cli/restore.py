@@ -110,6 +110,7 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
         "strength": args.strength,
         "adaptor_scale": args.adaptor_scale,
         "color_fix": args.color_fix,
+        "consistency": args.consistency,
         "tile_size": args.tile or None,
         "tile_overlap": args.tile_overlap,
         "negative_prompt": args.negative_prompt,

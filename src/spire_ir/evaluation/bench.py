@@ -179,6 +179,7 @@ class MethodOptions:
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
     captioner: str | None = None  # --prompts caption: a local image-to-text model folder
     caption_style: str = "short"
+    consistency: bool | None = None  # None: the model folder's default_consistency
 
 
 def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
@@ -191,10 +192,14 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
     pipe.set_progress_bar_config(disable=True)
     steps = options.steps if options.steps is not None else int(pipe.config.default_steps)
     guidance = options.guidance if options.guidance is not None else float(pipe.config.default_guidance)
+    consistency = options.consistency
+    if consistency is None:
+        consistency = bool(pipe.config.get("default_consistency", False))
 
     def restore(y: torch.Tensor, c_s: str, c_r: str) -> torch.Tensor:
         return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
-                    generator=make_generator(options.seed), output_type="pt").images.float()  # fmt: skip
+                    consistency=consistency, generator=make_generator(options.seed),
+                    output_type="pt").images.float()  # fmt: skip
 
     strength = float(pipe.config.default_strength)
     return restore, {
@@ -202,6 +207,7 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
         "steps": steps,
         "guidance": guidance,
         "strength": strength,
+        "consistency": consistency,
         "seed": options.seed,
     }
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 __all__ = [
+    "JPEG_CHROMA_TABLE",
     "JPEG_LUMA_TABLE",
     "add_gaussian_noise",
     "add_poisson_noise",
@@ -25,6 +26,7 @@ __all__ = [
     "gaussian_blur",
     "gaussian_kernel1d",
     "jpeg",
+    "libjpeg_table",
     "resize",
     "resize_down_up",
     "rgb_to_gray",
@@ -42,6 +44,12 @@ JPEG_LUMA_TABLE = (
     (49, 64, 78, 87, 103, 121, 120, 101),
     (72, 92, 95, 98, 112, 100, 103, 99),
 )
+JPEG_CHROMA_TABLE = (  # ITU-T T.81 Annex K.2, as JPEG_LUMA_TABLE (K.1): row-major, quality 50
+    (17, 18, 24, 47, 99, 99, 99, 99),
+    (18, 21, 26, 66, 99, 99, 99, 99),
+    (24, 26, 56, 99, 99, 99, 99, 99),
+    (47, 66, 99, 99, 99, 99, 99, 99),
+) + ((99,) * 8,) * 4
 
 
 def _check_image(image: torch.Tensor, name: str = "image") -> None:
@@ -237,9 +245,11 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     return stacked.to(image.device)
 
 
-def _libjpeg_table(quality: int) -> np.ndarray:
-    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    table = np.floor((np.asarray(JPEG_LUMA_TABLE, dtype=np.float64) * scale + 50) / 100)
+def libjpeg_table(quality: int, chroma: bool = False) -> np.ndarray:
+    """libjpeg's (8, 8) quantisation table for ``quality`` in [1, 100] (Annex K scaled), row-major, float64."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality  # integer, as jcparam.c
+    base = JPEG_CHROMA_TABLE if chroma else JPEG_LUMA_TABLE
+    table = np.floor((np.asarray(base, dtype=np.float64) * scale + 50) / 100)
     return np.clip(table, 1, 255)
 
 
@@ -254,7 +264,7 @@ def estimate_jpeg_quality(data: bytes) -> int:
         if not tables:
             raise ValueError("not a JPEG with quantisation tables")
         luma = np.sort(np.asarray(tables[0], dtype=np.float64))
-    errors = [np.abs(np.sort(_libjpeg_table(q).ravel()) - luma).sum() for q in range(1, 101)]
+    errors = [np.abs(np.sort(libjpeg_table(q).ravel()) - luma).sum() for q in range(1, 101)]
     return int(np.argmin(errors)) + 1
 
 

@@ -46,6 +46,7 @@ from spire_ir.models.numeric import restoration_numbers
 from spire_ir.models.pixel_space import SpaceToDepthAutoencoder
 from spire_ir.models.text import encode_text, load_reference
 from spire_ir.pipeline.color import color_fix as apply_color_fix
+from spire_ir.pipeline.consistency import data_consistency
 from spire_ir.prompts import canonical, restoration_prompt_variant
 from spire_ir.schedulers import ResShiftScheduler  # noqa: F401 - folders naming it load
 from spire_ir.utils.images import pil_to_tensor, tensor_to_pil
@@ -170,6 +171,7 @@ class SpirePipeline(DiffusionPipeline):
         default_guidance: float = 4.0,
         default_strength: float = 1.0,
         default_color_fix: str = "wavelet",
+        default_consistency: bool = False,
     ) -> None:
         super().__init__()
         adaptor.check_fits(unet)
@@ -179,7 +181,7 @@ class SpirePipeline(DiffusionPipeline):
             raise ValueError(f"default_color_fix must be one of {', '.join(COLOR_FIXES)}, got {default_color_fix!r}")
         self.register_to_config(
             default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength,
-            default_color_fix=default_color_fix,
+            default_color_fix=default_color_fix, default_consistency=bool(default_consistency),
         )  # fmt: skip
         self.register_modules(
             vae=vae,
@@ -380,6 +382,7 @@ class SpirePipeline(DiffusionPipeline):
         strength: float | None = None,
         adaptor_scale: float = 1.0,
         color_fix: str | None = None,
+        consistency: bool | None = None,
         tile_size: int | None = None,
         tile_overlap: int = 64,
         tile_vae: bool = True,
@@ -413,6 +416,10 @@ class SpirePipeline(DiffusionPipeline):
             adaptor_scale: multiplies (γ, β); 1.0 = as trained.
             color_fix: "wavelet", "adain" or "none" (take low frequencies from y). Default: the model's
                 ``default_color_fix`` ("wavelet" for VAE models; "none" for pixel-space spire-tiny).
+            consistency: make each output agree with the degradation its restoration prompt states (blur and
+                down-up resampling by a linear solve, a lone JPEG op by projection onto its quantisation bins;
+                ``spire_ir.pipeline.consistency``). Applies at strength 1 only; blind prompts and denoise alone
+                are left as sampled. Default: the model's ``default_consistency`` (on for spire-tiny).
             tile_size: latent-tiled sampling and tiled VAE with tiles of this many pixels when the image is larger.
             tile_overlap: overlap between tiles, pixels.
             tile_vae: also encode/decode in tiles when tiling (turn off to trade memory for seamless VAE passes).
@@ -441,13 +448,16 @@ class SpirePipeline(DiffusionPipeline):
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if color_fix is None:
             color_fix = str(self.config.get("default_color_fix", "wavelet"))
+        if consistency is None:
+            consistency = bool(self.config.get("default_consistency", False))
         bridge = getattr(self.scheduler, "starts_from_condition", False)
         semantic = _as_list(prompt, batch, "prompt")
-        restoration = self.restoration_as_trained(_as_list(restoration_prompt, batch, "restoration_prompt"))
+        stated = _as_list(restoration_prompt, batch, "restoration_prompt")
+        restoration = self.restoration_as_trained(stated)
         negative = _as_list(negative_prompt, batch, "negative_prompt")
         repeat = num_images_per_prompt
-        semantic, restoration, negative = (
-            [p for p in ps for _ in range(repeat)] for ps in (semantic, restoration, negative)
+        semantic, restoration, negative, stated = (
+            [p for p in ps for _ in range(repeat)] for ps in (semantic, restoration, negative, stated)
         )
         device = self._execution_device
         pixels = (pixels.repeat_interleave(repeat, dim=0) if repeat > 1 else pixels).to(device)
@@ -531,6 +541,10 @@ class SpirePipeline(DiffusionPipeline):
                 for key, value in old_tiling.items():
                     setattr(self.vae, key, value)
         restored = apply_color_fix(restored, pixels.float(), color_fix)
+        if consistency and strength == 1:  # the degradation c_r states as written, before any ablation variant
+            restored = torch.cat([
+                data_consistency(restored[i : i + 1], pixels[i : i + 1].float(), stated[i]) for i in range(total)
+            ])  # fmt: skip
 
         # 8. output
         self.maybe_free_model_hooks()
