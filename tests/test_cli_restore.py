@@ -132,3 +132,17 @@ def test_walk_semantic_prompts(tmp_path, model_dir):
     assert main([*args, "--values", "zebra,horse", "-o", str(tmp_path / "g.png"), "--steps", "1"]) == 0
     meta = json.loads((tmp_path / "g.json").read_text())
     assert [c["semantic_prompt"] for c in meta["cells"]] == ["a photo of a zebra", "a photo of a horse"]
+
+
+def test_consistency_follows_the_model_folder_unless_a_flag_says_otherwise(tmp_path, model_dir):
+    """The tiny SD-style model leaves it off; --consistency turns it on, changes a deblur output and is recorded."""
+    save_image(make_photo(48, 48), tmp_path / "photo.png")
+    outputs = {}
+    for name, flags in (("default", []), ("on", ["--consistency"])):
+        args = ["restore", str(tmp_path / "photo.png"), "--model", str(model_dir), "-r", "Deblur with sigma 1.5",
+                "--steps", "1", "-o", str(tmp_path / name), *flags]  # fmt: skip
+        assert main(args) == 0
+        line = json.loads((tmp_path / name / "prompts.jsonl").read_text().splitlines()[0])
+        assert line["consistency"] is (name == "on")
+        outputs[name] = Image.open(tmp_path / name / "photo.png").tobytes()
+    assert outputs["default"] != outputs["on"]

@@ -84,3 +84,8 @@ def test_restore_warns_outside_the_ranges_spire_tiny_was_trained_on(tmp_path, ph
         err = capsys.readouterr().err
         assert ("outside the training range 0.2-4;" in err) == warned, err
         assert "0.2-3" not in err
+    walk = ["walk", str(tmp_path / "photo.png"), "-r", "Deblur with sigma {}", "--values", "1.0,4.0,4.5",
+            "-o", str(tmp_path / "walk.png")]  # fmt: skip
+    assert main(walk) == 0
+    err = capsys.readouterr().err
+    assert err.count("outside the training range 0.2-4;") == 1 and "0.2-3" not in err, err

@@ -73,10 +73,13 @@ def walk_values(text: str) -> list[str]:
     return values
 
 
-def walk_pairs(values: list[str], semantic_template: str, restoration_template: str) -> list[tuple[str, str]]:
+def walk_pairs(
+    values: list[str], semantic_template: str, restoration_template: str, train_ranges: dict | None = None
+) -> list[tuple[str, str]]:
     """(c_s, c_r) per value, put where each template has "{}" (in one of them, or both).
 
-    Every c_r is parsed, so an out-of-range value is an error before anything runs.
+    Every c_r is parsed, so an out-of-range value is an error before anything runs; values outside the model's
+    ``train_ranges`` (``SpirePipeline.train_ranges``; None: Table 2's) are warned about.
     """
     walk_semantic = "{}" in semantic_template
     if "{}" not in restoration_template and not walk_semantic:
@@ -88,7 +91,7 @@ def walk_pairs(values: list[str], semantic_template: str, restoration_template: 
         for v in values
     ]  # fmt: skip
     for _, restoration in pairs:
-        prompts.parse(restoration)
+        prompts.parse(restoration, train_ranges=train_ranges)
     return pairs
 
 

@@ -215,7 +215,8 @@ class Studio:
                 raise ValueError('the template needs "{}" where the value goes, e.g. "Denoise with sigma {}"')
             walk_restoration = target == "restoration prompt"
             pairs = walk_pairs(walk_values(values), template if not walk_restoration else semantic or "",
-                               template if walk_restoration else restoration or BLIND_PROMPT)  # fmt: skip
+                               template if walk_restoration else restoration or BLIND_PROMPT,
+                               getattr(self.pipe, "train_ranges", None))  # fmt: skip
         except (ValueError, PromptError) as error:
             raise gr.Error(str(error)) from error
 

@@ -211,7 +211,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_walk(args: argparse.Namespace) -> int:
     from spire_ir.app import walk, walk_pairs, walk_values
-    from spire_ir.prompts import BLIND_PROMPT
+    from spire_ir.prompts import BLIND_PROMPT, PromptWarning
     from spire_ir.utils.images import (
         DEFAULT_MAX_PIXELS,
         ImageLoadError,
@@ -223,7 +223,9 @@ def cmd_walk(args: argparse.Namespace) -> int:
 
     source, output = Path(args.input), Path(args.output)
     try:
-        pairs = walk_pairs(walk_values(args.values), args.prompt or "", args.restore or BLIND_PROMPT)
+        with warnings.catch_warnings():  # checked, and warned about with the model's ranges, just below
+            warnings.simplefilter("ignore", PromptWarning)
+            pairs = walk_pairs(walk_values(args.values), args.prompt or "", args.restore or BLIND_PROMPT)
     except ValueError as error:
         raise CommandError(str(error).replace("the values are empty", "--values is empty")) from error
     for _, restoration in pairs:
