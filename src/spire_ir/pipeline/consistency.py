@@ -166,9 +166,8 @@ def data_consistency(
     return x.clamp(0, 1).to(restored.dtype)
 
 
-_RGB_TO_YCBCR = torch.tensor(  # JFIF (ITU-R BT.601 full range), as libjpeg's jccolor.c
-    [[0.299, 0.587, 0.114], [-0.168735892, -0.331264108, 0.5], [0.5, -0.418687589, -0.081312411]],
-    dtype=torch.float64,
+_RGB_TO_YCBCR = (  # JFIF (ITU-R BT.601 full range), as libjpeg's jccolor.c
+    (0.299, 0.587, 0.114), (-0.168735892, -0.331264108, 0.5), (0.5, -0.418687589, -0.081312411)
 )
 
 
@@ -222,14 +221,17 @@ def jpeg_consistency(restored: torch.Tensor, degraded: torch.Tensor, quality: in
         raise ValueError(
             f"restored {tuple(restored.shape)} and degraded {tuple(degraded.shape)} must be one (1, 3, H, W) pair"
         )
+    device, dtype = restored.device, restored.dtype
+    restored, degraded = restored.detach().cpu(), degraded.detach().cpu()  # float64 work, on any device's output
     height, width = restored.shape[-2:]
     pad_h, pad_w = (-height) % 16, (-width) % 16
+    to_ycbcr = torch.tensor(_RGB_TO_YCBCR, dtype=torch.float64)
     luma_table = torch.from_numpy(libjpeg_table(int(quality)))
     chroma_table = torch.from_numpy(libjpeg_table(int(quality), chroma=True))
 
     def ycbcr(image: torch.Tensor) -> torch.Tensor:
         image = torch.nn.functional.pad(image.double() * 255, (0, pad_w, 0, pad_h), mode="replicate")[0]
-        out = torch.einsum("ij,jhw->ihw", _RGB_TO_YCBCR, image)
+        out = torch.einsum("ij,jhw->ihw", to_ycbcr, image)
         out[1:] += 128
         return out
 
@@ -241,5 +243,5 @@ def jpeg_consistency(restored: torch.Tensor, degraded: torch.Tensor, quality: in
         change = _project_plane(small, observed, chroma_table)
         ours[channel] += change.repeat_interleave(2, 0).repeat_interleave(2, 1)
     ours[1:] -= 128
-    rgb = torch.einsum("ij,jhw->ihw", torch.linalg.inv(_RGB_TO_YCBCR), ours)[:, :height, :width]
-    return (rgb / 255).clamp(0, 1)[None].to(restored.dtype)
+    rgb = torch.einsum("ij,jhw->ihw", torch.linalg.inv(to_ycbcr), ours)[:, :height, :width]
+    return (rgb / 255).clamp(0, 1)[None].to(device=device, dtype=dtype)
