@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from spire_ir.evaluation.metrics import psnr
-from spire_ir.ops.image import gaussian_blur, jpeg, libjpeg_table, resize_down_up
+from spire_ir.ops.image import gaussian_blur, gaussian_blur_adjoint, jpeg, libjpeg_table, resize_down_up
 from spire_ir.pipeline.consistency import (
     QUANTIZATION_VARIANCE,
     _forward,
@@ -134,11 +134,9 @@ def test_the_pipeline_applies_consistency_only_where_asked():
 @pytest.mark.parametrize("sigma", [0.6, 2.5])
 def test_the_blur_adjoint_is_the_adjoint(sigma):
     """⟨A x, r⟩ = ⟨x, Aᵀ r⟩, and Aᵀ equals autograd's vector-Jacobian product through the blur."""
-    from spire_ir.pipeline.consistency import _blur_adjoint
-
     generator = torch.Generator().manual_seed(1)
     x, r = torch.rand(2, 1, 3, 40, 37, generator=generator, dtype=torch.float64)
-    adjoint = _blur_adjoint(r, sigma)
+    adjoint = gaussian_blur_adjoint(r, sigma)
     assert float((gaussian_blur(x, sigma) * r).sum()) == pytest.approx(float((x * adjoint).sum()), rel=1e-12)
     probe = torch.zeros_like(x, requires_grad=True)
     (reference,) = torch.autograd.grad(gaussian_blur(probe, sigma), probe, grad_outputs=r)

@@ -24,6 +24,7 @@ __all__ = [
     "estimate_jpeg_quality",
     "filter2d",
     "gaussian_blur",
+    "gaussian_blur_adjoint",
     "gaussian_kernel1d",
     "jpeg",
     "libjpeg_table",
@@ -142,7 +143,7 @@ def resize(
     return F.interpolate(image, size=(height, width), mode=mode, align_corners=False, antialias=antialias)
 
 
-def resize_down_up(image: torch.Tensor, factor: float) -> torch.Tensor:
+def resize_down_up(image: torch.Tensor, factor: float, clamp: bool = True) -> torch.Tensor:
     """Downsample by ``factor`` (antialiased bicubic), then bicubic back to the input size.
 
     This is the paper's "downsample" stage; its prompt says "Upsample to {factor}". The output keeps the input
@@ -151,6 +152,7 @@ def resize_down_up(image: torch.Tensor, factor: float) -> torch.Tensor:
     Args:
         image: (B, 3, H, W) in [0, 1].
         factor: >= 1.
+        clamp: clamp the result to [0, 1] (off: the linear map, for data consistency's solve).
     """
     _check_image(image)
     if factor < 1:
@@ -158,7 +160,8 @@ def resize_down_up(image: torch.Tensor, factor: float) -> torch.Tensor:
     height, width = image.shape[-2:]
     small = (max(1, round(height / factor)), max(1, round(width / factor)))
     down = resize(image, small, "bicubic", antialias=True)
-    return resize(down, (height, width), "bicubic").clamp_(0, 1)
+    up = resize(down, (height, width), "bicubic")
+    return up.clamp_(0, 1) if clamp else up
 
 
 def rgb_to_gray(image: torch.Tensor) -> torch.Tensor:
@@ -296,9 +299,12 @@ def _separable(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     the same numbers.
     """
     radius = kernel.numel() // 2
-    height, width = image.shape[-2:]
-    padded = _pad(image, radius, radius)
-    taps = kernel.tolist()
+    return _valid_separable(_pad(image, radius, radius), kernel.tolist())
+
+
+def _valid_separable(padded: torch.Tensor, taps: list[float]) -> torch.Tensor:
+    """The valid part of a separable correlation with ``taps`` along W then H: 2·radius smaller on each axis."""
+    height, width = padded.shape[-2] - len(taps) + 1, padded.shape[-1] - len(taps) + 1
     rows = padded[..., :, 0:width] * taps[0]
     for offset in range(1, len(taps)):
         rows.add_(padded[..., :, offset : offset + width], alpha=taps[offset])
@@ -306,6 +312,27 @@ def _separable(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     for offset in range(1, len(taps)):
         out.add_(rows[..., offset : offset + height, :], alpha=taps[offset])
     return out
+
+
+def gaussian_blur_adjoint(residual: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The adjoint (transpose) of ``gaussian_blur``, for least-squares solves with it.
+
+    ``gaussian_blur`` is reflect padding, then a valid correlation with a symmetric kernel. The correlation's
+    adjoint is a valid correlation of the residual zero-padded by twice the radius; the padding's adjoint (folding
+    the margins back) comes from autograd of the padding alone. Autograd through the whole blur gives the same
+    numbers but is several times slower on CPU (each shifted slice allocates a full-size gradient).
+
+    Args:
+        residual: (B, C, H, W), any real values.
+        sigma: the blur's σ in pixels, > 0.
+    """
+    taps = gaussian_kernel1d(sigma, dtype=residual.dtype).tolist()
+    radius = len(taps) // 2
+    grad = _valid_separable(F.pad(residual, (2 * radius,) * 4), taps)
+    probe = torch.zeros_like(residual, requires_grad=True)
+    with torch.enable_grad():
+        (folded,) = torch.autograd.grad(_pad(probe, radius, radius), probe, grad_outputs=grad)
+    return folded
 
 
 def _fast_fft_size(n: int) -> int:

@@ -25,19 +25,12 @@ from collections.abc import Sequence
 
 import torch
 
-from spire_ir.ops.image import _pad, gaussian_blur, gaussian_kernel1d, libjpeg_table, resize
+from spire_ir.ops.image import gaussian_blur, gaussian_blur_adjoint, libjpeg_table, resize_down_up
 from spire_ir.prompts import PromptWarning, RestorationOp, parse
 
 __all__ = ["QUANTIZATION_VARIANCE", "consistency_plan", "data_consistency", "jpeg_consistency"]
 
 QUANTIZATION_VARIANCE = 1.0 / 255.0**2 / 12.0  # the variance of rounding to 8 bits
-
-
-def _down_up(image: torch.Tensor, factor: float) -> torch.Tensor:
-    """``resize_down_up`` without its clamp, so that it is linear."""
-    height, width = image.shape[-2:]
-    small = (max(1, round(height / factor)), max(1, round(width / factor)))
-    return resize(resize(image, small, "bicubic", antialias=True), (height, width), "bicubic")
 
 
 def consistency_plan(restoration_prompt: str) -> tuple[list[RestorationOp], float] | int | None:
@@ -66,31 +59,11 @@ def consistency_plan(restoration_prompt: str) -> tuple[list[RestorationOp], floa
 def _forward(image: torch.Tensor, ops: Sequence[RestorationOp]) -> torch.Tensor:
     for op in ops:
         value = float(op.value)
-        image = gaussian_blur(image, value) if op.kind == "deblur" else _down_up(image, value)
+        if op.kind == "deblur":
+            image = gaussian_blur(image, value)
+        else:
+            image = resize_down_up(image, value, clamp=False)
     return image
-
-
-def _blur_adjoint(residual: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The adjoint of ``gaussian_blur`` (reflect padding, then a valid correlation with a symmetric kernel).
-
-    The correlation's adjoint is a valid correlation of the residual zero-padded by twice the radius; the
-    padding's adjoint (folding the margins back) comes from autograd of the padding alone. Autograd through the
-    whole blur gives the same numbers but is ~10x slower on CPU (each shifted slice allocates a full gradient).
-    """
-    kernel = gaussian_kernel1d(sigma, dtype=residual.dtype).tolist()
-    radius = len(kernel) // 2
-    height, width = residual.shape[-2:]
-    padded = torch.nn.functional.pad(residual, (2 * radius,) * 4)
-    rows = padded[..., :, 0 : width + 2 * radius] * kernel[0]
-    for offset in range(1, len(kernel)):
-        rows.add_(padded[..., :, offset : offset + width + 2 * radius], alpha=kernel[offset])
-    grad = rows[..., 0 : height + 2 * radius, :] * kernel[0]
-    for offset in range(1, len(kernel)):
-        grad.add_(rows[..., offset : offset + height + 2 * radius, :], alpha=kernel[offset])
-    probe = torch.zeros_like(residual, requires_grad=True)
-    with torch.enable_grad():
-        (folded,) = torch.autograd.grad(_pad(probe, radius, radius), probe, grad_outputs=grad)
-    return folded
 
 
 def _adjoint(residual: torch.Tensor, ops: Sequence[RestorationOp]) -> torch.Tensor:
@@ -98,11 +71,12 @@ def _adjoint(residual: torch.Tensor, ops: Sequence[RestorationOp]) -> torch.Tens
     for op in reversed(ops):
         value = float(op.value)
         if op.kind == "deblur":
-            residual = _blur_adjoint(residual, value)
+            residual = gaussian_blur_adjoint(residual, value)
         else:
             probe = torch.zeros_like(residual, requires_grad=True)
             with torch.enable_grad():
-                (residual,) = torch.autograd.grad(_down_up(probe, value), probe, grad_outputs=residual)
+                down_up = resize_down_up(probe, value, clamp=False)
+                (residual,) = torch.autograd.grad(down_up, probe, grad_outputs=residual)
     return residual
 
 
