@@ -85,7 +85,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             options = MethodOptions(model=args.model, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                     captioner=args.captioner, caption_style=args.caption_style,
-                                    consistency=args.consistency)  # fmt: skip
+                                    consistency=args.consistency, tile_size=args.tile or None,
+                                    tile_overlap=args.tile_overlap)  # fmt: skip
             summary = run_bench(
                 args.bench, args.method, args.output, options, prompts_mode=args.prompts,
                 metrics=tuple(args.metrics.split(",")), crop_border=args.crop_border, settings=metric_settings(args),
@@ -204,6 +205,11 @@ def _add_bench_parsers(sub) -> None:
         "--consistency", action=argparse.BooleanOptionalAction, default=None,
         help="for --method spire: data consistency with the degradation c_r states (default: the model's)",
     )  # fmt: skip
+    p.add_argument(
+        "--tile", type=int, default=0,
+        help="for --method spire: sample in overlapping tiles of this many pixels (default 0: the whole image)",
+    )  # fmt: skip
+    p.add_argument("--tile-overlap", type=int, default=64, help="for --method spire: tile overlap in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run folder")
     p.set_defaults(func=cmd_bench)

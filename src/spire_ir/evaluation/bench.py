@@ -180,6 +180,8 @@ class MethodOptions:
     captioner: str | None = None  # --prompts caption: a local image-to-text model folder
     caption_style: str = "short"
     consistency: bool | None = None  # None: the model folder's default_consistency
+    tile_size: int | None = None  # sample in overlapping tiles of this many pixels (None: the whole image)
+    tile_overlap: int = 64
 
 
 def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
@@ -198,8 +200,8 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
 
     def restore(y: torch.Tensor, c_s: str, c_r: str) -> torch.Tensor:
         return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
-                    consistency=consistency, generator=make_generator(options.seed),
-                    output_type="pt").images.float()  # fmt: skip
+                    consistency=consistency, tile_size=options.tile_size, tile_overlap=options.tile_overlap,
+                    generator=make_generator(options.seed), output_type="pt").images.float()  # fmt: skip
 
     strength = float(pipe.config.default_strength)
     return restore, {
@@ -208,6 +210,8 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
         "guidance": guidance,
         "strength": strength,
         "consistency": consistency,
+        "tile_size": options.tile_size,
+        "tile_overlap": options.tile_overlap if options.tile_size else None,
         "seed": options.seed,
     }
 
