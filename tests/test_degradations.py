@@ -161,6 +161,22 @@ def test_table2_distributions_over_2000_draws():
     assert sum(values["dejpeg"]) / len(values["dejpeg"]) == pytest.approx(61, abs=2)
 
 
+def test_single_op_weights_set_each_ops_share_of_single_op_draws():
+    config = ParameterizedConfig(single_op_prob=1.0, single_op_weights={"denoise": 2.0, "dejpeg": 2.0})
+    degradation = ParameterizedDegradation(config)
+    counts = dict.fromkeys(prompts.OP_KINDS, 0)
+    for seed in range(3000):
+        (draw,) = degradation.sample_params(make_generator(seed))
+        counts[draw.op.kind] += 1
+    for kind in prompts.OP_KINDS:  # weights 1, 1, 2, 2 of 6
+        share = 2 / 6 if kind in ("denoise", "dejpeg") else 1 / 6
+        assert counts[kind] / 3000 == pytest.approx(share, abs=0.025)
+    with pytest.raises(ValueError, match="unknown op 'sharpen'"):
+        ParameterizedConfig(single_op_weights={"sharpen": 1.0})
+    with pytest.raises(ValueError, match="at least one op"):
+        ParameterizedConfig(single_op_weights=dict.fromkeys(prompts.OP_KINDS, 0.0))
+
+
 def test_keep_policy_gives_p_half_and_flags_identity(photo):
     fired, _, _, empty, _ = _stage_stats(ParameterizedConfig(empty="keep"))
     for kind in prompts.OP_KINDS:

@@ -31,7 +31,7 @@ import torch
 from spire_ir import prompts
 from spire_ir.ops.registry import OP_KINDS, OP_SPECS
 from spire_ir.prompts import RestorationOp
-from spire_ir.utils.seeding import coin, randint, uniform
+from spire_ir.utils.seeding import choice, coin, randint, uniform
 
 __all__ = ["ParameterizedConfig", "ParameterizedDegradation", "apply_ops"]
 
@@ -49,6 +49,9 @@ class ParameterizedConfig:
     # With this probability exactly one stage fires, named with its value ("Denoise with sigma 0.07"): more
     # capacity for the single-op tasks users ask for most (spire-tiny's recipe). 0 keeps Table 2's draw.
     single_op_prob: float = 0.0
+    # Relative weights of the ops in such a single-op draw, by op name ({"denoise": 2.0}); an op left out weighs
+    # 1. Empty: every op equally likely. More weight gives the tasks a model is weakest on more of the steps.
+    single_op_weights: dict[str, float] = field(default_factory=dict)
     # With this probability a noise stage draws σ from noise_sigma_high instead, beyond Table 2's 0.12, so that
     # a strength walk up to σ 0.24 stays inside what the model saw. 0 keeps Table 2's range.
     noise_high_prob: float = 0.0
@@ -62,6 +65,13 @@ class ParameterizedConfig:
         for name in ("single_op_prob", "noise_high_prob", "param_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for kind, weight in self.single_op_weights.items():
+            if kind not in OP_SPECS:
+                raise ValueError(f"single_op_weights: unknown op {kind!r}; the ops are {', '.join(OP_KINDS)}")
+            if weight < 0:
+                raise ValueError(f"single_op_weights.{kind} must be >= 0, got {weight:g}")
+        if self.single_op_weights and not sum(self.single_op_weights.get(k, 1.0) for k in OP_KINDS) > 0:
+            raise ValueError("single_op_weights: at least one op needs a weight above 0")
         for kind, (low, high) in self.ranges.items():
             if kind not in OP_SPECS:
                 raise ValueError(f"ranges: unknown op {kind!r}; the ops are {', '.join(OP_KINDS)}")
@@ -155,7 +165,9 @@ class ParameterizedDegradation:
     def sample_params(self, generator: torch.Generator) -> list[StageDraw]:
         """Draw which stages fire and their parameters (the empty draw is handled by ``config.empty``)."""
         if self.config.single_op_prob > 0 and coin(generator, self.config.single_op_prob):
-            kind = OP_KINDS[randint(generator, 0, len(OP_KINDS) - 1)]
+            weights = self.config.single_op_weights
+            probs = [weights.get(k, 1.0) for k in OP_KINDS] if weights else None
+            kind = choice(generator, OP_KINDS, probs)
             return [StageDraw(op=self.sample_value(kind, generator), with_param=True)]
         while True:
             fired = [kind for kind in OP_KINDS if coin(generator, self.config.stage_prob)]
