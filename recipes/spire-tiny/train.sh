@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-create the built-in spire-tiny model from a fresh clone with the project's own commands (2 CPU cores).
 #
-#   bash recipes/spire-tiny/train.sh          # data, prior, adaptor, two fine-tunes, export into src/spire_ir/weights/spire-tiny
+#   bash recipes/spire-tiny/train.sh          # data, prior, adaptor, three fine-tunes, export into src/spire_ir/weights/spire-tiny
 #
 # Every stage checkpoints often and resumes exactly: run the script again after an interruption and it goes on
 # where it stopped (a finished stage, one with summary.json, is skipped). Needs an editable install with the
@@ -29,5 +29,8 @@ stage train recipes/spire-tiny/finetune.yaml $RUN/finetune      # stage 3: on fr
 [ -f $RUN/stage3-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/finetune/pipeline \
   -o $RUN/stage3-model --default-steps 1 --default-guidance 1.5 # stage 3 exported in fp16; stage 4 starts from it
 stage train recipes/spire-tiny/finetune2.yaml $RUN/finetune2    # stage 4: blur σ to 4.0, single-op draws 90%
-python recipes/spire-tiny/export.py $RUN/finetune2/pipeline -o src/spire_ir/weights/spire-tiny \
+[ -f $RUN/stage4-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/finetune2/pipeline \
+  -o $RUN/stage4-model --default-steps 1 --default-guidance 1.5 # stage 4 exported in fp16; stage 5 starts from it
+stage train recipes/spire-tiny/finetune3.yaml $RUN/finetune3    # stage 5: whole 128² tiles, noise and JPEG ×2
+python recipes/spire-tiny/export.py $RUN/finetune3/pipeline -o src/spire_ir/weights/spire-tiny \
   --default-steps 1 --default-guidance 1.5                      # MODEL_CARD.md says why these defaults
