@@ -44,7 +44,7 @@ spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/r
 # K and the step kind (empty semantic prompt)
 CARD_TASKS=(--task "Denoise with sigma 0.05" --task "Denoise with sigma 0.10" --task "Deblur with sigma 1.5"
             --task "Deblur with sigma 2.5" --task "Dejpeg with quality 30" --task "Upsample to 4.0")
-[ -f $OUT/sweep-k.json ] || spire bench sweep --images $EVAL --model "$MODEL" "${CARD_TASKS[@]}" --sweep-steps 1,2,4 \
+[ -f $OUT/sweep-k.json ] || spire bench sweep --images $EVAL --model "$MODEL" "${CARD_TASKS[@]}" --sweep-steps 1,2,4,8 \
   -o $OUT/sweep-k.json
 
 # speed and memory at default settings (2 threads)
