@@ -98,6 +98,21 @@ def test_fixed_prompt_applies_exactly_that_task_to_every_item(photos, tmp_path, 
     assert "--setting realesrgan" in capsys.readouterr().err
 
 
+def test_a_run_folder_resumes_only_with_the_settings_that_began_it(photos, tmp_path, capsys):
+    bench, run = tmp_path / "bench", tmp_path / "run"
+    assert main(["bench", "build", "--images", str(photos), "--n", "2", "--size", "64", "-o", str(bench)]) == 0
+    assert main(["bench", "run", str(bench), "--method", "identity", "-o", str(run)]) == 0
+    before = _files(run)
+    capsys.readouterr()
+    assert main(["bench", "run", str(bench), "--method", "classical", "-o", str(run)]) != 0
+    err = capsys.readouterr().err
+    assert "holds a run with other settings (method 'identity' -> 'classical')" in err, err
+    assert _files(run) == before  # nothing of the identity run was touched
+    (run / "summary.json").unlink()  # as if interrupted: run.json alone still records the settings
+    assert main(["bench", "run", str(bench), "--method", "classical", "-o", str(run)]) != 0
+    assert main(["bench", "run", str(bench), "--method", "identity", "-o", str(run)]) == 0
+
+
 def test_run_resumes_and_report_has_the_table_layout(photos, tmp_path, capsys):
     bench, run = tmp_path / "bench", tmp_path / "run-identity"
     assert (

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from spire_ir.cli.common import (
     CommandError,
+    add_self_ensemble,
     add_steps_and_guidance,
     input_files,
     metric_settings,
@@ -85,7 +86,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             options = MethodOptions(model=args.model, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                     captioner=args.captioner, caption_style=args.caption_style,
-                                    consistency=args.consistency, tile_size=args.tile or None,
+                                    consistency=args.consistency, self_ensemble=args.self_ensemble,
+                                    tile_size=args.tile or None,
                                     tile_overlap=args.tile_overlap)  # fmt: skip
             summary = run_bench(
                 args.bench, args.method, args.output, options, prompts_mode=args.prompts,
@@ -205,6 +207,7 @@ def _add_bench_parsers(sub) -> None:
         "--consistency", action=argparse.BooleanOptionalAction, default=None,
         help="for --method spire: data consistency with the degradation c_r states (default: the model's)",
     )  # fmt: skip
+    add_self_ensemble(p)
     p.add_argument(
         "--tile", type=int, default=0,
         help="for --method spire: sample in overlapping tiles of this many pixels (default 0: the whole image)",
@@ -285,6 +288,7 @@ def _add_walk_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="pipeline folder (default: spire-tiny)")
     p.add_argument("--captions", action="store_true", help="semantic prompt = each image's caption (default: empty)")
     add_steps_and_guidance(p)
+    add_self_ensemble(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="results JSON")
 
@@ -312,6 +316,7 @@ def _walk_command(args: argparse.Namespace) -> dict:
     pipe, runtime = load_pipeline(args.model or "spire-tiny", "auto")
     pipe.set_progress_bar_config(disable=True)
     sampler = {"guidance_scale": args.guidance if args.guidance is not None else float(pipe.config.default_guidance)}
+    sampler["self_ensemble"] = args.self_ensemble or int(pipe.config.get("default_self_ensemble", 1))
     out = {"model": args.model or "spire-tiny", "images": args.images, "captions": args.captions, **runtime}
     if args.bench_command == "strength":
         sampler["num_inference_steps"] = args.steps or int(pipe.config.default_steps)

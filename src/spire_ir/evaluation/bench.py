@@ -180,6 +180,7 @@ class MethodOptions:
     captioner: str | None = None  # --prompts caption: a local image-to-text model folder
     caption_style: str = "short"
     consistency: bool | None = None  # None: the model folder's default_consistency
+    self_ensemble: int | None = None  # None: the model folder's default_self_ensemble
     tile_size: int | None = None  # sample in overlapping tiles of this many pixels (None: the whole image)
     tile_overlap: int = 64
 
@@ -197,10 +198,14 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
     consistency = options.consistency
     if consistency is None:
         consistency = bool(pipe.config.get("default_consistency", False))
+    ensemble = options.self_ensemble
+    if ensemble is None:
+        ensemble = int(pipe.config.get("default_self_ensemble", 1))
 
     def restore(y: torch.Tensor, c_s: str, c_r: str) -> torch.Tensor:
         return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
-                    consistency=consistency, tile_size=options.tile_size, tile_overlap=options.tile_overlap,
+                    consistency=consistency, self_ensemble=ensemble, tile_size=options.tile_size,
+                    tile_overlap=options.tile_overlap,
                     generator=make_generator(options.seed), output_type="pt").images.float()  # fmt: skip
 
     strength = float(pipe.config.default_strength)
@@ -210,6 +215,7 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
         "guidance": guidance,
         "strength": strength,
         "consistency": consistency,
+        "self_ensemble": ensemble,
         "tile_size": options.tile_size,
         "tile_overlap": options.tile_overlap if options.tile_size else None,
         "seed": options.seed,
@@ -427,6 +433,23 @@ def write_tables(output: Path, manifest: dict, scorers: list) -> tuple[dict, dic
     return means, counts
 
 
+def _check_resumable(output: Path, run: dict[str, Any]) -> None:
+    """Refuse to resume a run folder made with another method, model, prompts or settings: its scored items would
+    be mixed with new ones under a summary that names only the new settings."""
+    for name in ("run.json", "summary.json"):
+        path = output / name
+        if not path.is_file():
+            continue
+        recorded = json.loads(path.read_text())
+        old = {key: recorded.get(key) for key in run}
+        if old != run:
+            changed = ", ".join(f"{key} {old[key]!r} -> {run[key]!r}" for key in run if old[key] != run[key])
+            raise ValueError(
+                f"{output} holds a run with other settings ({changed}); give a new -o folder, or delete this "
+                "one to start again (a run folder resumes only with the settings that began it)"
+            )
+
+
 def run_bench(
     bench: str | Path,
     method: str,
@@ -469,6 +492,14 @@ def run_bench(
     if options.device == "cuda" and state.device.type == "cuda":  # each process on its own GPU
         options = dataclasses.replace(options, device=str(state.device))
     restore, method_settings = METHODS[method](options)
+    run = json.loads(json.dumps({  # as it reads back from run.json
+        "method": method, "model": method_settings.get("model"), "prompts": prompts_mode,
+        "settings": {key: value for key, value in method_settings.items() if key != "model"},
+    }))  # fmt: skip
+    _check_resumable(output, run)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        save_json(run, output / "run.json")
     unavailable: dict[str, str] = {}
     scorers, set_metrics = make_scorers(metrics, crop_border, settings, unavailable)
     mine = manifest["items"][state.process_index :: state.num_processes]
