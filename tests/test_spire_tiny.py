@@ -53,6 +53,18 @@ def test_noise_gains_4_db_and_blur_1_db_on_a_real_photo(pipe, photo):
         assert float(psnr(out, photo)) >= float(psnr(y, photo)) + gain, prompt
 
 
+def test_the_default_self_ensemble_beats_one_view_on_noise(pipe, photo):
+    prompt = "Denoise with sigma 0.08"
+    y = _degraded(photo, prompt)
+    assert pipe.config.default_self_ensemble == 4
+    scores = {
+        views: float(psnr(pipe(y, restoration_prompt=prompt, self_ensemble=views, generator=make_generator(0),
+                               output_type="pt").images, photo))  # fmt: skip
+        for views in (1, 4)
+    }
+    assert scores[4] >= scores[1] + 0.3, scores
+
+
 def test_restore_without_model_works_offline_and_keeps_the_size(tmp_path, photo, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     y = _degraded(photo[..., :200, :232], "Denoise with sigma 0.08")

@@ -13,7 +13,7 @@ TASKS = {
     "noise005": "Denoise with sigma 0.05", "noise010": "Denoise with sigma 0.10", "blur15": "Deblur with sigma 1.5",
     "blur25": "Deblur with sigma 2.5", "jpeg30": "Dejpeg with quality 30", "up4": "Upsample to 4.0",
 }  # fmt: skip
-METHODS = ("identity", "classical", "ffdnet", "spire-raw", "spire-k1")  # raw: --no-consistency
+METHODS = ("identity", "classical", "ffdnet", "spire-raw", "spire-v1", "spire-k1")  # raw: --no-consistency, v1: one view
 
 
 def _cell(run: Path) -> str:

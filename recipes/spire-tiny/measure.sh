@@ -10,7 +10,7 @@ EVAL=data/spire-mini/eval/photos
 mkdir -p $OUT docs/images/spire-tiny
 
 # the card tasks: one bench per task; identity, classical, ffdnet on noise, spire-tiny at its defaults (K = 1,
-# data consistency on) and without data consistency
+# data consistency on, the model folder's self-ensemble), with one view only, and without data consistency
 declare -A TASKS=(
   [noise005]="Denoise with sigma 0.05" [noise010]="Denoise with sigma 0.10"
   [blur15]="Deblur with sigma 1.5" [blur25]="Deblur with sigma 2.5"
@@ -27,6 +27,8 @@ for task in noise005 noise010 blur15 blur25 jpeg30 up4; do
   esac
   spire bench run $OUT/bench/$task --method spire --model "$MODEL" -o $OUT/runs/$task-spire-k1
   runs="$runs $OUT/runs/$task-spire-k1"
+  spire bench run $OUT/bench/$task --method spire --model "$MODEL" --self-ensemble 1 -o $OUT/runs/$task-spire-v1
+  runs="$runs $OUT/runs/$task-spire-v1"
   case $task in blur*|jpeg*|up*)  # the same model without data consistency (noise alone has none to apply)
     spire bench run $OUT/bench/$task --method spire --model "$MODEL" --no-consistency -o $OUT/runs/$task-spire-raw
     runs="$runs $OUT/runs/$task-spire-raw";;
@@ -41,14 +43,15 @@ for method in identity bicubic realesrgan spire; do
 done
 spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/reports/blind
 
-# K and the step kind (empty semantic prompt)
+# K and the step kind (empty semantic prompt, one view: the ensemble multiplies every cell alike)
 CARD_TASKS=(--task "Denoise with sigma 0.05" --task "Denoise with sigma 0.10" --task "Deblur with sigma 1.5"
             --task "Deblur with sigma 2.5" --task "Dejpeg with quality 30" --task "Upsample to 4.0")
 [ -f $OUT/sweep-k.json ] || spire bench sweep --images $EVAL --model "$MODEL" "${CARD_TASKS[@]}" --sweep-steps 1,2,4,8 \
-  -o $OUT/sweep-k.json
+  --self-ensemble 1 -o $OUT/sweep-k.json
 
 # speed and memory at default settings (2 threads)
 python benchmarks/spire_tiny.py --threads 2 | tee $OUT/speed.txt
+python benchmarks/spire_tiny.py --threads 2 --sizes 512 --guidance 1.5 | tee $OUT/speed-cfg.txt   # CFG on
 
 # strength control (Fig. 7) and semantic prompting (Fig. 6)
 spire bench strength --images $EVAL --model "$MODEL" --captions -o $OUT/strength.json

@@ -32,5 +32,8 @@ stage train recipes/spire-tiny/finetune2.yaml $RUN/finetune2    # stage 4: blur 
 [ -f $RUN/stage4-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/finetune2/pipeline \
   -o $RUN/stage4-model --default-steps 1 --default-guidance 1.5 # stage 4 exported in fp16; stage 5 starts from it
 stage train recipes/spire-tiny/finetune3.yaml $RUN/finetune3    # stage 5: whole 128² tiles, noise and JPEG ×2
-python recipes/spire-tiny/export.py $RUN/finetune3/pipeline -o src/spire_ir/weights/spire-tiny \
-  --default-steps 1 --default-guidance 1.5                      # MODEL_CARD.md says why these defaults
+[ -f $RUN/stage5-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/finetune3/pipeline \
+  -o $RUN/stage5-model --default-steps 1 --default-guidance 1.5 # stage 5 exported in fp16; stage 6 starts from it
+stage train recipes/spire-tiny/finetune4.yaml $RUN/finetune4    # stage 6: 3,000 more steps, noise and JPEG ×3
+python recipes/spire-tiny/export.py $RUN/finetune4/pipeline -o src/spire_ir/weights/spire-tiny \
+  --default-steps 1 --default-guidance 1.0 --default-self-ensemble 4   # MODEL_CARD.md says why these defaults
