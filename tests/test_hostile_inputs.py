@@ -220,7 +220,7 @@ def test_a_slow_restore_says_so_before_it_starts(tmp_path, model_dir, capsys):
 
     pipe = SpirePipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)
-    args = argparse.Namespace(guidance=1.0, tile=128, tile_overlap=32, steps=4)
+    args = argparse.Namespace(guidance=1.0, tile=128, tile_overlap=32, steps=4, self_ensemble=1)
     _warn_if_slow(pipe, torch.zeros(1, 3, 300, 200), args, limit_s=0.0)
     err = capsys.readouterr().err
     assert "200 × 300" in err and "6 tiles of 128²" in err and "4 step(s)" in err and "min" in err
