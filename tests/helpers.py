@@ -129,3 +129,19 @@ def write_captioned_photos(root, count: int, height: int, width: int, caption: s
         save_image(make_photo(height, width, seed=i), root / f"p{i}.png")
         (root / f"p{i}.txt").write_text(caption.format(i))
     return root
+
+
+def load_with_defaults(pipe, folder, **defaults):
+    """``pipe`` saved to ``folder`` with its config's sampler ``defaults`` changed, and loaded back (progress bar
+    off); ``pipe`` keeps its own defaults."""
+    from spire_ir.pipeline import SpirePipeline
+
+    old = {key: pipe.config[key] for key in defaults}
+    pipe.register_to_config(**defaults)
+    try:
+        pipe.save_pretrained(folder)
+    finally:
+        pipe.register_to_config(**old)
+    loaded = SpirePipeline.from_pretrained(folder)
+    loaded.set_progress_bar_config(disable=True)
+    return loaded

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from helpers import make_photo
+from helpers import load_with_defaults, make_photo
 from spire_ir.models import modulate_unet
 from spire_ir.pipeline import SpirePipeline, tile_windows
 from spire_ir.testing import tiny_components, tiny_pipeline
@@ -166,12 +166,7 @@ def test_bad_inputs_are_clear_errors(pipe):
 
 
 def test_model_folder_sets_its_default_steps_and_guidance(pipe, tmp_path):
-    pipe.register_to_config(default_steps=3, default_guidance=1.0)
-    try:
-        pipe.save_pretrained(tmp_path / "m")
-    finally:
-        pipe.register_to_config(default_steps=20, default_guidance=4.0)
-    loaded = SpirePipeline.from_pretrained(tmp_path / "m")
+    loaded = load_with_defaults(pipe, tmp_path / "m", default_steps=3, default_guidance=1.0)
     assert (loaded.config.default_steps, loaded.config.default_guidance) == (3, 1.0)
     calls = []
     image = make_photo(32, 32)
@@ -199,12 +194,7 @@ def test_model_folder_sets_its_default_steps_and_guidance(pipe, tmp_path):
 
 
 def test_model_folder_sets_its_default_strength(pipe, tmp_path):
-    pipe.register_to_config(default_strength=0.5)
-    try:
-        pipe.save_pretrained(tmp_path / "m")
-    finally:
-        pipe.register_to_config(default_strength=1.0)
-    loaded = SpirePipeline.from_pretrained(tmp_path / "m")
+    loaded = load_with_defaults(pipe, tmp_path / "m", default_strength=0.5)
     assert loaded.config.default_strength == 0.5
     image = make_photo(32, 32)
     calls = []

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from helpers import make_photo
-from spire_ir.pipeline import SpirePipeline
+from helpers import load_with_defaults, make_photo
 from spire_ir.pipeline.ensemble import dihedral
 from spire_ir.testing import tiny_bridge_pipeline
 
@@ -45,13 +44,7 @@ def test_output_is_the_mean_of_the_restored_views_undone(bridge, views):
 
 
 def test_the_model_folder_sets_the_default_and_progress_counts_every_view(bridge, tmp_path):
-    bridge.register_to_config(default_self_ensemble=4)
-    try:
-        bridge.save_pretrained(tmp_path / "m")
-    finally:
-        bridge.register_to_config(default_self_ensemble=1)
-    loaded = SpirePipeline.from_pretrained(tmp_path / "m")
-    loaded.set_progress_bar_config(disable=True)
+    loaded = load_with_defaults(bridge, tmp_path / "m", default_self_ensemble=4)
     assert loaded.config.default_self_ensemble == 4
     image = make_photo(32, 32)
     calls = []
