@@ -102,6 +102,39 @@ def test_studio_restore_returns_input_size_and_command(tmp_path, tiny_pipe):
         studio.restore(str(tmp_path / "bad.png"), "", "", 1, 1, 0, 1, "none", 0)
 
 
+def test_studio_restore_passes_strength_consistency_and_views(tmp_path, tiny_pipe):
+    from spire_ir.utils.images import load_image
+    from spire_ir.utils.seeding import make_generator
+
+    save_image(make_photo(40, 56), tmp_path / "in.png")
+    studio = Studio(tiny_pipe, "m", max_pixels=10**6)
+    _, _, download, settings, command = studio.restore(
+        str(tmp_path / "in.png"), "a cat", "Deblur with sigma 1.5", 2, 1.0, 3, 1, "none", 0, 0.5, False, 2
+    )
+    expected = tiny_pipe(
+        load_image(tmp_path / "in.png").tensor, prompt="a cat", restoration_prompt="Deblur with sigma 1.5",
+        num_inference_steps=2, guidance_scale=1.0, generator=[make_generator(3)], color_fix="none", strength=0.5,
+        consistency=False, self_ensemble=2, output_type="pt",
+    ).images  # fmt: skip
+    restored = load_image(download).tensor
+    assert (restored - expected).abs().max() <= 0.5 / 255 + 1e-6  # the same image, up to 8-bit rounding
+    one_view = tiny_pipe(
+        load_image(tmp_path / "in.png").tensor, prompt="a cat", restoration_prompt="Deblur with sigma 1.5",
+        num_inference_steps=2, guidance_scale=1.0, generator=[make_generator(3)], color_fix="none", strength=0.5,
+        consistency=False, self_ensemble=1, output_type="pt",
+    ).images  # fmt: skip
+    assert (restored - one_view).abs().max() > 2 / 255  # the views were used, not the folder's default of 1
+    recorded = json.loads(settings)
+    assert (recorded["strength"], recorded["consistency"], recorded["self_ensemble"]) == (0.5, False, 2)
+    assert "--strength 0.5" in command and "--no-consistency" in command and "--self-ensemble 2" in command
+    # left out, each takes the model folder's default, and the record says which value that was
+    _, _, _, settings, command = studio.restore(str(tmp_path / "in.png"), "", "", 1, 1.0, 0, 1, "none", 0)
+    recorded = json.loads(settings)
+    config = tiny_pipe.config
+    assert recorded["self_ensemble"] == config.get("default_self_ensemble", 1)
+    assert recorded["strength"] == config.get("default_strength", 1.0)
+
+
 def test_app_builds_with_named_endpoints(tiny_pipe):
     app = build_app(tiny_pipe, "m")
     names = {fn.api_name for fn in app.fns.values() if fn.api_name}

@@ -124,10 +124,12 @@ def check_upload(path: str | None, max_pixels: int) -> torch.Tensor:
 
 
 def _command_line(model: str, semantic: str, restoration: str, steps: int, guidance: float, seed: int,
-                  samples: int, color_fix: str, tile: int) -> str:  # fmt: skip
+                  samples: int, color_fix: str, tile: int, strength: float, consistency: bool,
+                  self_ensemble: int) -> str:  # fmt: skip
     parts = ["spire", "restore", "IMAGE", "--model", model, "-p", semantic, "-r", restoration, "--steps", str(steps),
-             "--guidance", f"{guidance:g}", "--seed", str(seed), "--num-samples", str(samples),
-             "--color-fix", color_fix, "--tile", str(tile)]  # fmt: skip
+             "--guidance", f"{guidance:g}", "--strength", f"{strength:g}", "--seed", str(seed),
+             "--num-samples", str(samples), "--color-fix", color_fix, "--tile", str(tile),
+             "--consistency" if consistency else "--no-consistency", "--self-ensemble", str(self_ensemble)]  # fmt: skip
     return shlex.join(parts)
 
 
@@ -143,8 +145,12 @@ class Studio:
         self.outdir.mkdir(parents=True, exist_ok=True)
 
     def restore(self, image: str | None, semantic: str, restoration: str, steps: float, guidance: float,
-                seed: float, samples: float, color_fix: str, tile: float, progress=None):  # fmt: skip
-        """Returns (before/after pair, gallery paths, download path, settings JSON, command line)."""
+                seed: float, samples: float, color_fix: str, tile: float, strength: float | None = None,
+                consistency: bool | None = None, self_ensemble: float | None = None, progress=None):  # fmt: skip
+        """Returns (before/after pair, gallery paths, download path, settings JSON, command line).
+
+        ``strength``, ``consistency`` and ``self_ensemble`` (views: 1, 2, 4 or 8) are the pipeline's; None takes
+        the model folder's default, and the settings and command line record the value used."""
         import gradio as gr
 
         try:
@@ -158,6 +164,10 @@ class Studio:
         except (ValueError, PromptError) as error:
             raise gr.Error(str(error)) from error
         steps, seed, samples, tile = int(steps), int(seed), int(samples), int(tile)
+        config = self.pipe.config
+        strength = float(config.get("default_strength", 1.0) if strength is None else strength)
+        consistency = bool(config.get("default_consistency", False) if consistency is None else consistency)
+        self_ensemble = int(config.get("default_self_ensemble", 1) if self_ensemble is None else self_ensemble)
 
         def report(step: int, total: int) -> None:
             if progress is not None:
@@ -169,7 +179,8 @@ class Studio:
                 tensor, prompt=semantic or "", restoration_prompt=restoration,
                 num_inference_steps=steps, guidance_scale=float(guidance),
                 generator=[make_generator(seed + k) for k in range(samples)], num_images_per_prompt=samples,
-                color_fix=color_fix, tile_size=tile or None, output_type="pt", callback=report,
+                color_fix=color_fix, tile_size=tile or None, strength=strength, consistency=consistency,
+                self_ensemble=self_ensemble, output_type="pt", callback=report,
             ).images  # fmt: skip
         paths = []
         for k, restored in enumerate(images):
@@ -180,10 +191,12 @@ class Studio:
             )
         settings = {
             "semantic_prompt": semantic or "", "restoration_prompt": restoration, "steps": steps,
-            "guidance": float(guidance), "seed": seed, "num_samples": samples, "color_fix": color_fix, "tile": tile,
+            "guidance": float(guidance), "strength": strength, "seed": seed, "num_samples": samples,
+            "color_fix": color_fix, "tile": tile, "consistency": consistency, "self_ensemble": self_ensemble,
         }  # fmt: skip
         command = _command_line(self.model_name, settings["semantic_prompt"], settings["restoration_prompt"], steps,
-                                float(guidance), seed, samples, color_fix, tile)  # fmt: skip
+                                float(guidance), seed, samples, color_fix, tile, strength, consistency,
+                                self_ensemble)  # fmt: skip
         return (
             (tensor_to_pil(tensor), tensor_to_pil(images[0])),
             paths,
@@ -291,6 +304,12 @@ def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
                     gr.Radio(["wavelet", "adain", "none"], value=str(config.get("default_color_fix", "wavelet")),
                              label="Colour fix"),
                     gr.Slider(0, 1024, value=512, step=64, label="Tile size (px, 0 = no tiling)"),
+                    gr.Slider(0.05, 1, value=float(config.get("default_strength", 1.0)), step=0.05,
+                              label="Strength (the fraction of the restoration applied)"),
+                    gr.Checkbox(value=bool(config.get("default_consistency", False)),
+                                label="Data consistency (agree with the degradation the prompt states)"),
+                    gr.Radio([1, 2, 4, 8], value=int(config.get("default_self_ensemble", 1)),
+                             label="Self-ensemble views (flips and turns averaged; each costs one restoration)"),
                 ]  # fmt: skip
             run = gr.Button("Restore", variant="primary", elem_id="restore-button")
         with gr.Column():
@@ -310,9 +329,10 @@ def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
     ranges = getattr(studio.pipe, "train_ranges", None)
     restoration.input(lambda text: _text_to_builder(text, ranges), restoration, [*builder, warning], **in_order)
 
-    def restore(image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile, progress=gr.Progress()):
+    def restore(image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile, strength,
+                consistency, self_ensemble, progress=gr.Progress()):  # fmt: skip
         return studio.restore(image, semantic, restoration, steps, guidance, seed, samples, color_fix, tile,
-                              progress=progress)  # fmt: skip
+                              strength, consistency, self_ensemble, progress=progress)  # fmt: skip
 
     run.click(restore, [image, semantic, restoration, *settings_inputs], outputs, api_name="restore")
     return _RestoreTab(image=image, restoration=restoration, warning=warning, builder=builder)
