@@ -164,10 +164,11 @@ class Studio:
         except (ValueError, PromptError) as error:
             raise gr.Error(str(error)) from error
         steps, seed, samples, tile = int(steps), int(seed), int(samples), int(tile)
-        config = self.pipe.config
-        strength = float(config.get("default_strength", 1.0) if strength is None else strength)
-        consistency = bool(config.get("default_consistency", False) if consistency is None else consistency)
-        self_ensemble = int(config.get("default_self_ensemble", 1) if self_ensemble is None else self_ensemble)
+        defaults = self.pipe.config
+        strength = float(defaults.get("default_strength", 1.0) if strength is None else strength)
+        consistency = bool(defaults.get("default_consistency", False) if consistency is None else consistency)
+        views = defaults.get("default_self_ensemble", 1) if self_ensemble is None else self_ensemble
+        self_ensemble = int(views)
 
         def report(step: int, total: int) -> None:
             if progress is not None:
