@@ -216,6 +216,7 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
         "strength": strength,
         "consistency": consistency,
         "self_ensemble": ensemble,
+        "attention_window": int(pipe.config.get("default_attention_window", 0)),
         "tile_size": options.tile_size,
         "tile_overlap": options.tile_overlap if options.tile_size else None,
         "seed": options.seed,

@@ -35,6 +35,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from spire_ir.models.adaptor import SpireAdaptor, modulate_unet
+from spire_ir.models.attention import attention_windows
 from spire_ir.models.autoencoder import (  # SpireAutoencoderKL imported so that folders naming it load
     SpireAutoencoderKL,
     from_model_latents,
@@ -82,6 +83,11 @@ def _as_list(value: str | Sequence[str] | None, n: int, name: str) -> list[str]:
 def _check_self_ensemble(n: int, name: str) -> None:
     if n not in SELF_ENSEMBLE_SIZES:
         raise ValueError(f"{name} must be one of {', '.join(map(str, SELF_ENSEMBLE_SIZES))} (views averaged), got {n}")
+
+
+def _check_attention_window(pixels: int, name: str) -> None:
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
+        raise ValueError(f"{name} must be a whole number of pixels >= 0 (0: attend over the whole image), got {pixels!r}")
 
 
 def _offset_callback(callback: Callable[[int, int], None], view: int, views: int) -> Callable[[int, int], None]:
@@ -184,6 +190,7 @@ class SpirePipeline(DiffusionPipeline):
         default_color_fix: str = "wavelet",
         default_consistency: bool = False,
         default_self_ensemble: int = 1,
+        default_attention_window: int = 0,
     ) -> None:
         super().__init__()
         adaptor.check_fits(unet)
@@ -192,10 +199,11 @@ class SpirePipeline(DiffusionPipeline):
         if default_color_fix not in COLOR_FIXES:
             raise ValueError(f"default_color_fix must be one of {', '.join(COLOR_FIXES)}, got {default_color_fix!r}")
         _check_self_ensemble(default_self_ensemble, "default_self_ensemble")
+        _check_attention_window(default_attention_window, "default_attention_window")
         self.register_to_config(
             default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength,
             default_color_fix=default_color_fix, default_consistency=bool(default_consistency),
-            default_self_ensemble=int(default_self_ensemble),
+            default_self_ensemble=int(default_self_ensemble), default_attention_window=int(default_attention_window),
         )  # fmt: skip
         self.register_modules(
             vae=vae,
@@ -398,6 +406,7 @@ class SpirePipeline(DiffusionPipeline):
         color_fix: str | None = None,
         consistency: bool | None = None,
         self_ensemble: int | None = None,
+        attention_window: int | None = None,
         tile_size: int | None = None,
         tile_overlap: int = 64,
         tile_vae: bool = True,
@@ -438,6 +447,10 @@ class SpirePipeline(DiffusionPipeline):
             self_ensemble: restore this many flips and quarter-turns of each image (1, 2, 4 or 8) and average
                 them, before the colour fix and data consistency (``spire_ir.pipeline.ensemble``); costs that many
                 times the sampling. Default: the model's ``default_self_ensemble`` (1 unless its folder sets one).
+            attention_window: run the prior's and the adaptor's self-attention in windows of at most this many
+                pixels a side (``spire_ir.models.attention``); 0 = over the whole image. Set it to the training crop
+                size: it then matches what the weights saw and keeps the cost linear in the image's area. Default:
+                the model's ``default_attention_window`` (0 unless its folder sets one; 128 for spire-tiny).
             tile_size: latent-tiled sampling and tiled VAE with tiles of this many pixels when the image is larger.
             tile_overlap: overlap between tiles, pixels.
             tile_vae: also encode/decode in tiles when tiling (turn off to trade memory for seamless VAE passes).
@@ -471,6 +484,9 @@ class SpirePipeline(DiffusionPipeline):
         if self_ensemble is None:
             self_ensemble = int(self.config.get("default_self_ensemble", 1))
         _check_self_ensemble(self_ensemble, "self_ensemble")
+        if attention_window is None:
+            attention_window = int(self.config.get("default_attention_window", 0))
+        _check_attention_window(attention_window, "attention_window")
         semantic = _as_list(prompt, batch, "prompt")
         stated = _as_list(restoration_prompt, batch, "restoration_prompt")
         restoration = self.restoration_as_trained(stated)
@@ -504,12 +520,14 @@ class SpirePipeline(DiffusionPipeline):
 
         # 4-7. sample each view of the images (the images themselves unless self_ensemble > 1), average the views
         restored = torch.zeros(pixels.shape, dtype=torch.float32, device=device)
+        window = attention_window // self.vae_scale_factor  # in latent cells
         for view in range(self_ensemble):
-            sampled = self._sample(
-                dihedral(pixels, view), prompt_embeds, restoration_embeds, numeric, num_inference_steps,
-                guidance_scale, adaptor_scale, start, strength, generator, tile_size, tile_overlap, tile_vae,
-                None if callback is None else _offset_callback(callback, view, self_ensemble),
-            )  # fmt: skip
+            with attention_windows([self.unet, self.adaptor.controlnet], window):
+                sampled = self._sample(
+                    dihedral(pixels, view), prompt_embeds, restoration_embeds, numeric, num_inference_steps,
+                    guidance_scale, adaptor_scale, start, strength, generator, tile_size, tile_overlap, tile_vae,
+                    None if callback is None else _offset_callback(callback, view, self_ensemble),
+                )  # fmt: skip
             restored += dihedral(sampled, view, inverse=True)
         restored /= self_ensemble
         restored = apply_color_fix(restored, pixels.float(), color_fix)
