@@ -220,8 +220,8 @@ def test_browser_restore_flow(tmp_path):
             playwright.expect(pages[0].locator("#command-line textarea")).to_have_value(
                 "spire restore IMAGE --model "
                 + str(model)
-                + " -p 'a cat' -r 'Denoise with sigma 0.08' --steps 20 "
-                "--guidance 4 --seed 0 --num-samples 1 --color-fix wavelet --tile 512"
+                + " -p 'a cat' -r 'Denoise with sigma 0.08' --steps 20 --guidance 4 --strength 1 "
+                "--seed 0 --num-samples 1 --color-fix wavelet --tile 512 --no-consistency --self-ensemble 1"
             )
             pages[0].screenshot(path=str(artifacts / "web.png"), full_page=True)
             browser.close()
