@@ -398,6 +398,9 @@ def _finish(run: _Run, config: LoopConfig, task: Task) -> Path:
             exported = task.export(module, run.run_dir)
             summary = {"steps": run.step, "samples_seen": run.samples_seen, "skipped_files": run.skipped}
             (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    # every rank waits for the main one's export before the process group is destroyed, so that no rank tears it
+    # down while another still runs (a two-process CI run once hung at exit after its export)
+    run.accelerator.wait_for_everyone()
     run.accelerator.end_training()
     return exported
 
