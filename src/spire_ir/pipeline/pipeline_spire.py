@@ -521,14 +521,14 @@ class SpirePipeline(DiffusionPipeline):
         # 4-7. sample each view of the images (the images themselves unless self_ensemble > 1), average the views
         restored = torch.zeros(pixels.shape, dtype=torch.float32, device=device)
         window = attention_window // self.vae_scale_factor  # in latent cells
-        for view in range(self_ensemble):
-            with attention_windows([self.unet, self.adaptor.controlnet], window):
+        with attention_windows([self.unet, self.adaptor.controlnet], window):
+            for view in range(self_ensemble):
                 sampled = self._sample(
                     dihedral(pixels, view), prompt_embeds, restoration_embeds, numeric, num_inference_steps,
                     guidance_scale, adaptor_scale, start, strength, generator, tile_size, tile_overlap, tile_vae,
                     None if callback is None else _offset_callback(callback, view, self_ensemble),
                 )  # fmt: skip
-            restored += dihedral(sampled, view, inverse=True)
+                restored += dihedral(sampled, view, inverse=True)
         restored /= self_ensemble
         restored = apply_color_fix(restored, pixels.float(), color_fix)
         if consistency and strength == 1:  # the degradation c_r states as written, before any ablation variant
