@@ -7,11 +7,10 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
+from helpers import make_photo
 from spire_ir.models.adaptor import SpireAdaptor
 from spire_ir.pipeline import SpirePipeline
 from spire_ir.testing import TINY_UNET, tiny_bridge_components
-
-from helpers import make_photo
 
 GROW = Path(__file__).resolve().parents[1] / "recipes" / "spire-tiny" / "grow.py"
 

@@ -140,7 +140,9 @@ def steered_output(unet, adaptor, seed: int, size: int = 64) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("source", help="a spire-tiny pipeline folder with layers_per_block 1")
     parser.add_argument("-o", "--output", required=True, help="the grown pipeline folder to write (new)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the new layers' random start")
