@@ -87,26 +87,27 @@ def grow(pipe, seed: int):
     unet, adaptor = pipe.unet, pipe.adaptor
     if unet.config.layers_per_block != 1:
         raise SystemExit(f"expects layers_per_block 1, the source has {unet.config.layers_per_block}")
-    torch.manual_seed(seed)
     config = {k: v for k, v in unet.config.items() if not k.startswith("_")}
-    new_unet = UNet2DConditionModel(**{**config, "layers_per_block": 2})
+    a_config = {k: v for k, v in adaptor.config.items() if not k.startswith("_")}
+    cn_config = {**a_config["controlnet_config"], "layers_per_block": 2}
+    cn_config.pop("class_embed_type", None)  # the adaptor sets it again for the numeric channel
+    with torch.random.fork_rng():  # the new layers' random start, leaving the caller's global RNG as it was
+        torch.manual_seed(seed)
+        new_unet = UNet2DConditionModel(**{**config, "layers_per_block": 2})
+        new_adaptor = SpireAdaptor(
+            **{
+                **a_config,
+                "controlnet_config": cn_config,
+                "skip_channels": skip_channels(new_unet.config),
+                "base_unet": {**a_config["base_unet"], "layers_per_block": 2},
+            }
+        )
     state = new_unet.state_dict()
     for key, value in unet.state_dict().items():
         state[_up_key(key)] = value
     new_unet.load_state_dict(state)
     _identity_start(new_unet, up=True)
 
-    a_config = {k: v for k, v in adaptor.config.items() if not k.startswith("_")}
-    cn_config = {**a_config["controlnet_config"], "layers_per_block": 2}
-    cn_config.pop("class_embed_type", None)  # the adaptor sets it again for the numeric channel
-    new_adaptor = SpireAdaptor(
-        **{
-            **a_config,
-            "controlnet_config": cn_config,
-            "skip_channels": skip_channels(new_unet.config),
-            "base_unet": {**a_config["base_unet"], "layers_per_block": 2},
-        }
-    )
     state = new_adaptor.state_dict()
     levels = len(config["block_out_channels"])
     for key, value in adaptor.state_dict().items():
