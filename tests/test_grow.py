@@ -5,12 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
 
 from helpers import make_photo
-from spire_ir.models.adaptor import SpireAdaptor
 from spire_ir.pipeline import SpirePipeline
-from spire_ir.testing import TINY_UNET, tiny_bridge_components
+from spire_ir.testing import tiny_bridge_components
 
 GROW = Path(__file__).resolve().parents[1] / "recipes" / "spire-tiny" / "grow.py"
 
@@ -25,12 +23,8 @@ def _load_grow():
 @pytest.fixture(scope="module")
 def trained():
     """A one-resnet-per-level bridge pipeline with every weight moved off its start (as if trained)."""
-    components = tiny_bridge_components(seed=0)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**{**TINY_UNET, "in_channels": 12, "out_channels": 12, "layers_per_block": 1})
-    adaptor = SpireAdaptor.from_unet(
-        unet, vae_scale_factor=2, condition_stem="unshuffle", stem_channels=16, numeric_channel=True
-    )
+    components = tiny_bridge_components(seed=0, layers_per_block=1)
+    unet, adaptor = components["unet"], components["adaptor"]
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in [*unet.parameters(), *adaptor.parameters()]:

@@ -110,10 +110,13 @@ def tiny_components(
     }
 
 
-def tiny_bridge_components(seed: int = 0, kappa: float = 0.05, stochastic: bool = False) -> dict[str, Any]:
+def tiny_bridge_components(
+    seed: int = 0, kappa: float = 0.05, stochastic: bool = False, layers_per_block: int | None = None
+) -> dict[str, Any]:
     """Components of a tiny spire-tiny-style pipeline (random weights, seeded): the lossless f = 2 pixel space,
     a 12-channel residual UNet prior, the tiny CLIP, a ``ResShiftScheduler`` and an adaptor with the unshuffle stem
-    and the numeric channel. The prior's output conv is random (not zero) so that the prior does something."""
+    and the numeric channel. The prior's output conv is random (not zero) so that the prior does something.
+    ``layers_per_block`` overrides ``TINY_UNET``'s resnets per level (the adaptor follows the prior)."""
     from diffusers import UNet2DConditionModel
 
     from spire_ir.models.adaptor import SpireAdaptor
@@ -123,7 +126,10 @@ def tiny_bridge_components(seed: int = 0, kappa: float = 0.05, stochastic: bool 
     components = tiny_components(seed=seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**{**TINY_UNET, "in_channels": 12, "out_channels": 12}).requires_grad_(False)
+        unet_config = {**TINY_UNET, "in_channels": 12, "out_channels": 12}
+        if layers_per_block is not None:
+            unet_config["layers_per_block"] = layers_per_block
+        unet = UNet2DConditionModel(**unet_config).requires_grad_(False)
         torch.manual_seed(seed)
         adaptor = SpireAdaptor.from_unet(
             unet, vae_scale_factor=2, condition_stem="unshuffle", stem_channels=16, numeric_channel=True
