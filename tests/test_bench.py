@@ -335,3 +335,28 @@ def test_score_reads_outside_outputs_lists_every_problem_and_reports_beside_our_
     assert [row.split(" | ")[0].lstrip("| ") for row in table[2:6]] == [
         "identity [id]", "identity [id2]", "Other tool", "Other tool (incomplete: 1 of 5 items)"
     ]
+
+
+def test_a_spire_run_does_not_resume_on_other_weights_saved_under_the_same_name(photos, tmp_path, capsys):
+    """A run records a fingerprint of the model's weights files: weights saved over the same folder (a re-export)
+    make it refuse to resume, naming the change, instead of mixing items restored by two models."""
+    from spire_ir.testing import tiny_bridge_pipeline
+
+    bench, run, model = tmp_path / "bench", tmp_path / "run", tmp_path / "model"
+    tiny_bridge_pipeline(seed=0).save_pretrained(str(model))
+    assert main(["bench", "build", "--images", str(photos), "--n", "2", "--size", "64", "--prompt",
+                 "Denoise with sigma 0.05", "-o", str(bench)]) == 0  # fmt: skip
+    args = ["bench", "run", str(bench), "--method", "spire", "--model", str(model), "--metrics", "psnr", "-o", str(run)]
+    assert main(args) == 0
+    first = sorted((run / "items").glob("*.json"))
+    assert len(first) == 2
+    first[1].unlink()  # as if interrupted before the second item finished
+    assert main(args) == 0  # the same weights resume
+    first[1].unlink()
+    before = _files(run)
+    tiny_bridge_pipeline(seed=1).save_pretrained(str(model))  # other weights, the same folder and configs
+    capsys.readouterr()
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "settings.weights '" in err and "a fingerprint of the model's weights files" in err, err
+    assert _files(run) == before  # the first model's item is kept, nothing restored by the second

@@ -58,6 +58,21 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def weights_fingerprint(folder: str | Path) -> str:
+    """The first 16 hex digits of a sha256 over a model folder's ``*.safetensors`` files (names and bytes).
+
+    A run folder records it, so a run begun on one set of weights does not resume on another under the same name
+    (a re-exported ``spire-tiny``, a checkpoint saved over)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.safetensors")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 def _center_square(image: torch.Tensor, size: int) -> torch.Tensor:
     height, width = image.shape[-2:]
     side = min(height, width)
@@ -187,6 +202,7 @@ class MethodOptions:
 
 def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
     from spire_ir.pipeline import SpirePipeline
+    from spire_ir.pipeline.pipeline_spire import resolve_model_path
 
     model = str(options.model or "spire-tiny")  # the built-in model by default
     pipe = SpirePipeline.from_pretrained(model)
@@ -211,6 +227,7 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
     strength = float(pipe.config.default_strength)
     return restore, {
         "model": model,
+        "weights": weights_fingerprint(resolve_model_path(model)),
         "steps": steps,
         "guidance": guidance,
         "strength": strength,
@@ -444,10 +461,19 @@ def _check_resumable(output: Path, run: dict[str, Any]) -> None:
         recorded = json.loads(path.read_text())
         old = {key: recorded.get(key) for key in run}
         if old != run:
-            changed = ", ".join(f"{key} {old[key]!r} -> {run[key]!r}" for key in run if old[key] != run[key])
+            changed = []
+            for key in (key for key in run if old[key] != run[key]):
+                if isinstance(old[key], dict) and isinstance(run[key], dict):  # name the settings that differ
+                    names = sorted(set(old[key]) | set(run[key]))
+                    changed += [f"{key}.{name} {old[key].get(name)!r} -> {run[key].get(name)!r}" for name in names
+                                if old[key].get(name) != run[key].get(name)]  # fmt: skip
+                else:
+                    changed.append(f"{key} {old[key]!r} -> {run[key]!r}")
+            fingerprints = [(settings or {}).get("weights") for settings in (old["settings"], run["settings"])]
+            weights = " (weights: a fingerprint of the model's weights files)" if len(set(fingerprints)) > 1 else ""
             raise ValueError(
-                f"{output} holds a run with other settings ({changed}); give a new -o folder, or delete this "
-                "one to start again (a run folder resumes only with the settings that began it)"
+                f"{output} holds a run with other settings ({', '.join(changed)}){weights}; give a new -o folder, "
+                "or delete this one to start again (a run folder resumes only with the settings that began it)"
             )
 
 
