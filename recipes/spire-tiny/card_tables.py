@@ -16,11 +16,12 @@ TASKS = {
 METHODS = ("identity", "classical", "ffdnet", "spire-raw", "spire-v1", "spire-k1")  # raw: --no-consistency, v1: one view
 
 
-def _cell(run: Path) -> str:
+def _cell(run: Path, count: int = 3) -> str:
+    """PSNR / SSIM / NIQE of a run folder (the first ``count`` of them), or "–" where it has no summary."""
     if not (run / "summary.json").is_file():
         return "–"
     metrics = json.loads((run / "summary.json").read_text())["metrics"]
-    values = [metrics.get(m, {}).get("mean") for m in ("psnr", "ssim", "niqe")]
+    values = [metrics.get(m, {}).get("mean") for m in ("psnr", "ssim", "niqe")[:count]]
     return " / ".join(
         "–" if v is None else f"{v:.2f}" if i != 1 else f"{v:.3f}" for i, v in enumerate(values)
     )
@@ -32,6 +33,10 @@ def main() -> None:
     print("| task | " + " | ".join(METHODS) + " |\n" + "|---" * (len(METHODS) + 1) + "|")
     for key, task in TASKS.items():
         print(f"| {task} | " + " | ".join(_cell(runs / f"{key}-{m}") for m in METHODS) + " |")
+    semantic = ("spire-k1", "spire-nocap", "spire-wrongcap", "spire-cfg15")  # caption, "", another's, CFG 1.5
+    print("\n| task | " + " | ".join(semantic) + " |\n" + "|---" * (len(semantic) + 1) + "|")
+    for key, task in TASKS.items():
+        print(f"| {task} | " + " | ".join(_cell(runs / f"{key}-{m}", 2) for m in semantic) + " |")
     print("\n| blind | PSNR / SSIM / NIQE |\n|---|---|")
     for method in ("identity", "bicubic", "realesrgan", "spire"):
         print(f"| {method} | {_cell(runs / f'blind-{method}')} |")

@@ -36,6 +36,14 @@ for task in noise005 noise010 blur15 blur25 jpeg30 up4; do
   spire bench report $runs -o $OUT/reports/$task
 done
 
+# the semantic prompt on photos (does c_s change PSNR? the paper's Table 5 expects not): the default with c_s = ""
+# (--prompts restoration), with another photo's caption (--prompts unmatched), and with its caption under CFG 1.5
+for task in noise005 noise010 blur15 blur25 jpeg30 up4; do
+  spire bench run $OUT/bench/$task --method spire --model "$MODEL" --prompts restoration -o $OUT/runs/$task-spire-nocap
+  spire bench run $OUT/bench/$task --method spire --model "$MODEL" --prompts unmatched -o $OUT/runs/$task-spire-wrongcap
+  spire bench run $OUT/bench/$task --method spire --model "$MODEL" --guidance 1.5 -o $OUT/runs/$task-spire-cfg15
+done
+
 # blind restoration: Real-ESRGAN degradation, "Remove all degradation"
 spire bench build --images $EVAL --n 8 --size 256 --seed 0 --setting realesrgan -o $OUT/bench/blind
 for method in identity bicubic realesrgan spire; do
