@@ -469,8 +469,8 @@ def _check_resumable(output: Path, run: dict[str, Any]) -> None:
                                 if old[key].get(name) != run[key].get(name)]  # fmt: skip
                 else:
                     changed.append(f"{key} {old[key]!r} -> {run[key]!r}")
-            fingerprints = [(settings or {}).get("weights") for settings in (old["settings"], run["settings"])]
-            weights = " (weights: a fingerprint of the model's weights files)" if len(set(fingerprints)) > 1 else ""
+            named = any(change.startswith("settings.weights ") for change in changed)
+            weights = " (weights: a fingerprint of the model's weights files)" if named else ""
             raise ValueError(
                 f"{output} holds a run with other settings ({', '.join(changed)}){weights}; give a new -o folder, "
                 "or delete this one to start again (a run folder resumes only with the settings that began it)"
