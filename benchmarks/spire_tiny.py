@@ -3,7 +3,8 @@
 What a user gets from ``spire restore photo.png -r "..."`` with no other flag: the library loaded, the model read
 from the package, the image restored (default steps, guidance, colour fix), the result decoded. Each size runs in
 its own process so that peak RSS is that size's; the time is of the restore call alone (model loading is listed
-separately). 1024² and 2048² use the CLI's ``--tile 512`` unless ``--tile`` says otherwise (0: whole).
+separately). Images larger than the CLI's tile size (the model folder's ``default_tile_size``, 384 px for
+spire-tiny, else 512) are sampled in tiles, as the CLI does, unless ``--tile`` says otherwise (0: whole).
 
     python benchmarks/spire_tiny.py                   # 512², 1024², 2048² on all cores
     python benchmarks/spire_tiny.py --threads 2 --sizes 512
@@ -35,6 +36,8 @@ def child(
     pipe = SpirePipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
     loaded = time.perf_counter() - started
+    if tile is None:  # what `spire restore` does without --tile
+        tile = int(pipe.config.get("default_tile_size", 0)) or 512
     generator = torch.Generator().manual_seed(0)
     image = torch.rand((1, 3, size, size), generator=generator)
     times = []
@@ -44,7 +47,7 @@ def child(
              generator=torch.Generator().manual_seed(0), output_type="pt", **sampler)  # fmt: skip
         times.append(time.perf_counter() - started)
     print(json.dumps({
-        "size": size, "tile": tile, "restoration_prompt": restoration, "threads": torch.get_num_threads(),
+        "size": size, "tile": tile if size > tile > 0 else 0, "restoration_prompt": restoration, "threads": torch.get_num_threads(),
         "guidance": sampler.get("guidance_scale", float(pipe.config.default_guidance)),
         "self_ensemble": sampler.get("self_ensemble", int(pipe.config.get("default_self_ensemble", 1))),
         "attention_window": sampler.get("attention_window", int(pipe.config.get("default_attention_window", 0))),
@@ -72,7 +75,7 @@ def main() -> None:
     parser.add_argument(
         "--attention-window", type=int, default=None, help="self-attention window, px; 0: whole (default: the model's)"
     )
-    parser.add_argument("--tile", type=int, default=512, help="tile size above 512² (the CLI's default); 0: whole")
+    parser.add_argument("--tile", type=int, default=None, help="tile size, px (default: the CLI's); 0: whole")
     parser.add_argument("--model", default="spire-tiny", help="a pipeline folder (default: the built-in spire-tiny)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -84,7 +87,7 @@ def main() -> None:
     if args.attention_window is not None:
         sampler["attention_window"] = args.attention_window
     if args.child is not None:
-        child(args.model, args.child, args.tile or None, args.threads, args.repeats, args.restoration_prompt, sampler)
+        child(args.model, args.child, args.tile, args.threads, args.repeats, args.restoration_prompt, sampler)
         return
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -99,9 +102,9 @@ def main() -> None:
             args.restoration_prompt,
             "--model",
             args.model,
-            "--tile",
-            str(args.tile if size > 512 else 0),
         ]
+        if args.tile is not None:
+            command += ["--tile", str(args.tile)]
         if args.threads:
             command += ["--threads", str(args.threads)]
         if args.guidance is not None:

@@ -1,3 +1,6 @@
+import itertools
+import random
+
 import pytest
 import torch
 
@@ -91,10 +94,50 @@ def test_tiled_and_untiled_sampling_agree(pipe):
     assert not torch.equal(whole, latent_tiled)  # the tiled path really ran
 
 
+def test_the_folder_default_tile_size_is_honoured(pipe, tmp_path):
+    image = make_photo(128, 128)
+    kwargs = dict(num_inference_steps=2, color_fix="none", tile_overlap=32)
+    assert pipe.config.default_tile_size == 0
+    whole = _run(pipe, image, **kwargs)
+    tiled = _run(pipe, image, tile_size=64, **kwargs)
+    assert not torch.equal(whole, tiled)
+    loaded = load_with_defaults(pipe, tmp_path / "model", default_tile_size=64)
+    assert torch.equal(_run(loaded, image, **kwargs), tiled)  # no tile_size: the folder's 64
+    assert torch.equal(_run(loaded, image, tile_size=0, **kwargs), whole)  # 0: untiled
+    with pytest.raises(ValueError, match="default_tile_size must be a whole number of pixels >= 0"):
+        load_with_defaults(pipe, tmp_path / "bad", default_tile_size=-64)
+
+
 def test_tile_windows_cover_everything():
     assert tile_windows(16, 8, 4) == [(0, 8), (4, 12), (8, 16)]
-    assert tile_windows(18, 8, 6) == [(0, 8), (6, 14), (10, 18)]
+    assert tile_windows(18, 8, 2) == [(0, 8), (5, 13), (10, 18)]
     assert tile_windows(6, 8, 4) == [(0, 6)]
+    # 1024 px in 512-px tiles: three windows either way, but of 384 px (overlaps 64) instead of 512 (overlaps 64
+    # and 448), 0.56x the pixels the network runs on
+    assert tile_windows(1024, 512, 64) == [(0, 384), (320, 704), (640, 1024)]
+
+
+@pytest.mark.parametrize("multiple", [1, 2, 8])
+def test_tile_windows_are_the_fewest_that_overlap_as_asked(multiple):
+    rng = random.Random(multiple)
+    for _ in range(500):
+        tile = multiple * rng.randint(2, 40)
+        length = multiple * rng.randint(1, 200)
+        overlap = rng.randint(0, tile - multiple)
+        windows = tile_windows(length, tile, overlap, multiple)
+        assert len({end - start for start, end in windows}) == 1 and windows[0][1] - windows[0][0] <= tile
+        assert windows[0][0] == 0 and windows[-1][1] == length
+        assert all(start % multiple == 0 and end % multiple == 0 for start, end in windows)
+        overlaps = [a_end - b_start for (_, a_end), (b_start, _) in itertools.pairwise(windows)]
+        assert all(overlap <= o for o in overlaps)
+        assert max(overlaps, default=0) - min(overlaps, default=0) <= multiple  # spread evenly
+        # one window fewer, even at the full tile size, could not cover the length: starts on multiples make
+        # every overlap a multiple too
+        least = -(-overlap // multiple) * multiple
+        assert len(windows) == 1 or (len(windows) - 1) * tile - (len(windows) - 2) * least < length
+        # and as many windows one multiple smaller could not either: no window is larger than it must be
+        size, count = windows[0][1] - windows[0][0], len(windows)
+        assert count == 1 or count * (size - multiple) - (count - 1) * least < length
 
 
 def test_pipeline_save_load_round_trip(pipe, tmp_path):

@@ -1,12 +1,17 @@
-"""The semantic measurement of spire-tiny's model card (the rest are `spire bench` runs, the strength walk
-`spire bench strength`).
+"""The semantic and tiling measurements of spire-tiny's model card (the rest are `spire bench` runs, the strength
+walk `spire bench strength`).
 
     python recipes/spire-tiny/eval.py semantic --model spire-tiny --grid semantic.png -o results/semantic.json
+    python recipes/spire-tiny/eval.py tiles --model spire-tiny -o results/tiles.json
 
 * ``semantic``: the paper's Fig. 6 at small scale. A small CNN is trained on clean single-shape scenes (seed 5000,
   never used elsewhere) to name the shape (circle, square, triangle, star). Held-out single-shape scenes (seed
   3000) are heavily degraded, then restored with the true caption, with "" and with the caption naming a wrong
   shape; we report the classifier's accuracy on each, and how often it names the wrong caption's shape.
+
+* ``tiles``: the card tasks on the 8 evaluation photos at their full size (272–600 px a side; the benches use
+  their 256² centre crops), each restored whole and in tiles of at most 512, 384 and 256 px (64 px overlap): mean
+  PSNR and seconds per photo for each tile size. It chose the folder's ``default_tile_size``.
 
 It samples with the model folder's defaults unless ``--steps`` / ``--guidance`` / ``--strength`` say otherwise.
 """
@@ -22,6 +27,11 @@ import torch
 import torch.nn.functional as F
 
 EVAL = Path("data/spire-mini/eval")
+FULL_SIZE = Path("data/spire-mini/photos")  # the evaluation photos' full-size sources (build_spire_mini.py)
+CARD_TASKS = {
+    "noise005": "Denoise with sigma 0.05", "noise010": "Denoise with sigma 0.10", "blur15": "Deblur with sigma 1.5",
+    "blur25": "Deblur with sigma 2.5", "jpeg30": "Dejpeg with quality 30", "up4": "Upsample to 4.0",
+}  # fmt: skip
 SEMANTIC_DEGRADATION = "Deblur with sigma 3.0, Upsample to 4.0, Denoise with sigma 0.15"
 
 
@@ -163,6 +173,39 @@ def cmd_semantic(args: argparse.Namespace) -> dict:
     return out
 
 
+def cmd_tiles(args: argparse.Namespace) -> dict:
+    import time
+
+    from spire_ir.degradations import degrade
+    from spire_ir.evaluation.metrics import psnr
+    from spire_ir.utils.images import load_image
+    from spire_ir.utils.seeding import make_generator
+
+    _, captions, names = _folder(EVAL / "photos")
+    photos = []
+    for name in names:  # cut to a multiple of 16 px, so that ×4 down-up keeps the size
+        x = load_image(FULL_SIZE / f"{name}.png").tensor
+        photos.append(x[..., : x.shape[-2] // 16 * 16, : x.shape[-1] // 16 * 16])
+    pipe = _pipeline(args.model)
+    tiles = [int(t) for t in args.tiles.split(",")]
+    out: dict = {"model": args.model, "tile_overlap": 64, "tiles": tiles,
+                 "photos": {n: list(x.shape[-2:]) for n, x in zip(names, photos, strict=True)}}  # fmt: skip
+    for task, prompt in CARD_TASKS.items():
+        scores = {t: {"psnr": [], "seconds": []} for t in tiles}
+        for i, (x, caption) in enumerate(zip(photos, captions, strict=True)):
+            y = (degrade(x, prompt, make_generator(i))[0].clamp(0, 1) * 255).round() / 255  # as saved to a file
+            for tile in tiles:
+                start = time.perf_counter()
+                restored = pipe(y, prompt=caption, restoration_prompt=prompt, tile_size=tile, tile_overlap=64,
+                                generator=make_generator(0), output_type="pt").images.float()  # fmt: skip
+                scores[tile]["seconds"].append(time.perf_counter() - start)
+                scores[tile]["psnr"].append(float(psnr(restored, x)))
+        out[task] = {str(t): {k: round(sum(v) / len(v), 3) for k, v in s.items()} for t, s in scores.items()}
+        print(task, "  ".join(f"{t or 'whole'}: {s['psnr']:.3f} dB {s['seconds']:.2f} s" for t, s in
+                              zip(tiles, out[task].values(), strict=True)), flush=True)  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,10 +218,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model folder's)")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model folder's)")
     p.add_argument("--grid", default=None, help="also write a PNG grid of six items")
+    p = sub.add_parser("tiles")
+    p.add_argument("--model", default="spire-tiny")
+    p.add_argument("--tiles", default="0,512,384,256", help="tile sizes in pixels, 0: whole")
     for p in sub.choices.values():
         p.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
-    commands = {"semantic": cmd_semantic}
+    commands = {"semantic": cmd_semantic, "tiles": cmd_tiles}
     result = commands[args.command](args)
     from spire_ir.utils.images import save_json
 

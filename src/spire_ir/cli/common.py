@@ -172,6 +172,8 @@ def load_pipeline_for(args: argparse.Namespace):
         args.consistency = bool(pipe.config.get("default_consistency", False))
     if getattr(args, "self_ensemble", 0) is None:
         args.self_ensemble = int(pipe.config.get("default_self_ensemble", 1))
+    if getattr(args, "tile", 0) is None:  # 512 px: the SD models' latent tiles of 64
+        args.tile = int(pipe.config.get("default_tile_size", 0)) or 512
     return pipe, runtime
 
 
@@ -230,9 +232,13 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--adaptor-scale", type=float, default=1.0, help="scales the adaptor's (γ, β)")
     p.add_argument(
-        "--tile", type=int, default=512, help="tile size in pixels for large images (0: no tiling)"
+        "--tile",
+        type=int,
+        default=None,
+        help="sample images larger than this in the fewest overlapping tiles of at most this many pixels a side "
+        "(0: no tiling; default: the model folder's default_tile_size, 384 for spire-tiny, else 512)",
     )
-    p.add_argument("--tile-overlap", type=int, default=64, help="tile overlap in pixels")
+    p.add_argument("--tile-overlap", type=int, default=64, help="the least overlap between tiles, pixels")
     p.add_argument(
         "--color-fix",
         choices=("wavelet", "adain", "none"),

@@ -87,7 +87,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             options = MethodOptions(model=args.model, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                     captioner=args.captioner, caption_style=args.caption_style,
                                     consistency=args.consistency, self_ensemble=args.self_ensemble,
-                                    tile_size=args.tile or None,
+                                    tile_size=args.tile,
                                     tile_overlap=args.tile_overlap)  # fmt: skip
             summary = run_bench(
                 args.bench, args.method, args.output, options, prompts_mode=args.prompts,
@@ -209,10 +209,11 @@ def _add_bench_parsers(sub) -> None:
     )  # fmt: skip
     add_self_ensemble(p)
     p.add_argument(
-        "--tile", type=int, default=0,
-        help="for --method spire: sample in overlapping tiles of this many pixels (default 0: the whole image)",
+        "--tile", type=int, default=None,
+        help="for --method spire: sample images larger than this in overlapping tiles of at most this many pixels "
+        "(0: the whole image; default: the model folder's default_tile_size, 384 for spire-tiny)",
     )  # fmt: skip
-    p.add_argument("--tile-overlap", type=int, default=64, help="for --method spire: tile overlap in pixels")
+    p.add_argument("--tile-overlap", type=int, default=64, help="for --method spire: the least tile overlap, pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run folder")
     p.set_defaults(func=cmd_bench)

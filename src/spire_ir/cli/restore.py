@@ -65,10 +65,11 @@ _COST: dict[int, tuple[float, float]] = {}  # id(pipeline) -> (seconds fixed, se
 def _warn_if_slow(pipe, image, args: argparse.Namespace, runs: int = 1, limit_s: float = 60.0) -> None:
     """Say before it starts when restoring ``image`` ((1, 3, H, W)) is likely to take more than ``limit_s``: the
     size, tiles, steps and an estimate from two timed one-step probes (64² and 128², once per pipeline)."""
-    import math
     import time
 
     import torch
+
+    from spire_ir.pipeline import tile_windows
 
     height, width = image.shape[-2:]
     if height * width <= 128 * 128:
@@ -89,11 +90,13 @@ def _warn_if_slow(pipe, image, args: argparse.Namespace, runs: int = 1, limit_s:
         per_pixel = max((timings[1] - timings[0]) / (128**2 - 64**2), timings[1] / 128**2 / 4)
         _COST[id(pipe)] = (max(0.0, timings[0] - per_pixel * 64**2), per_pixel)
     fixed, per_pixel = _COST[id(pipe)]
-    tile, overlap = args.tile or 0, args.tile_overlap
-    if tile and max(height, width) > tile:
-        stride = max(1, tile - overlap)
-        tiles = math.ceil(max(1, height - overlap) / stride) * math.ceil(max(1, width - overlap) / stride)
-        pixels, layout = tiles * tile * tile, f"{tiles} tiles of {tile}²"
+    tile, multiple = args.tile or 0, pipe.vae_scale_factor * pipe.latent_multiple
+    padded = [-(-side // multiple) * multiple for side in (height, width)]
+    if tile and max(padded) > tile:
+        rows, cols = (tile_windows(side, tile, args.tile_overlap, multiple) for side in padded)
+        (r0, r1), (c0, c1) = rows[0], cols[0]
+        shape = f"{r1 - r0}²" if r1 - r0 == c1 - c0 else f"{c1 - c0} × {r1 - r0}"
+        pixels, layout = len(rows) * len(cols) * (r1 - r0) * (c1 - c0), f"{len(rows) * len(cols)} tiles of {shape}"
     else:
         pixels, layout = height * width, "untiled"
     seconds = runs * (fixed + per_pixel * pixels * args.steps)
@@ -112,7 +115,7 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
         "color_fix": args.color_fix,
         "consistency": args.consistency,
         "self_ensemble": args.self_ensemble,
-        "tile_size": args.tile or None,
+        "tile_size": args.tile,
         "tile_overlap": args.tile_overlap,
         "negative_prompt": args.negative_prompt,
     }

@@ -196,7 +196,7 @@ class MethodOptions:
     caption_style: str = "short"
     consistency: bool | None = None  # None: the model folder's default_consistency
     self_ensemble: int | None = None  # None: the model folder's default_self_ensemble
-    tile_size: int | None = None  # sample in overlapping tiles of this many pixels (None: the whole image)
+    tile_size: int | None = None  # tiles of at most this many pixels (0: the whole image; None: the model's)
     tile_overlap: int = 64
 
 
@@ -217,10 +217,13 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
     ensemble = options.self_ensemble
     if ensemble is None:
         ensemble = int(pipe.config.get("default_self_ensemble", 1))
+    tile = options.tile_size
+    if tile is None:
+        tile = int(pipe.config.get("default_tile_size", 0))
 
     def restore(y: torch.Tensor, c_s: str, c_r: str) -> torch.Tensor:
         return pipe(y, prompt=c_s, restoration_prompt=c_r, num_inference_steps=steps, guidance_scale=guidance,
-                    consistency=consistency, self_ensemble=ensemble, tile_size=options.tile_size,
+                    consistency=consistency, self_ensemble=ensemble, tile_size=tile,
                     tile_overlap=options.tile_overlap,
                     generator=make_generator(options.seed), output_type="pt").images.float()  # fmt: skip
 
@@ -234,8 +237,8 @@ def _spire_method(options: MethodOptions) -> tuple[Restorer, dict[str, Any]]:
         "consistency": consistency,
         "self_ensemble": ensemble,
         "attention_window": int(pipe.config.get("default_attention_window", 0)),
-        "tile_size": options.tile_size,
-        "tile_overlap": options.tile_overlap if options.tile_size else None,
+        "tile_size": tile or None,
+        "tile_overlap": options.tile_overlap if tile else None,
         "seed": options.seed,
     }
 

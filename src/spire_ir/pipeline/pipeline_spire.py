@@ -125,14 +125,21 @@ def _to_tensor(image: ImageInput) -> torch.Tensor:
     raise TypeError(f"unsupported image type {type(image).__name__}; pass a PIL image, numpy array or tensor")
 
 
-def tile_windows(length: int, tile: int, stride: int) -> list[tuple[int, int]]:
-    """Start/end pairs covering [0, length) with windows of ``tile`` every ``stride``, the last flush."""
+def tile_windows(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """Start/end pairs of the fewest windows that cover [0, length) with at most ``tile`` each and neighbours
+    overlapping by at least ``overlap``. The windows share one size, the smallest that reaches, and are spread
+    evenly, so no pair overlaps more than it must; sizes and starts are multiples of ``multiple`` (``length`` and
+    ``tile`` must be). 1024 px in tiles of 512 overlapping 64 gives three windows of 384, not three of 512."""
+    if length % multiple or tile % multiple:
+        raise ValueError(f"length {length} and tile {tile} must be multiples of {multiple}")
     if length <= tile:
         return [(0, length)]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return [(s, s + tile) for s in starts]
+    n, t = length // multiple, tile // multiple  # in units of `multiple` from here on
+    o = min(-(-overlap // multiple), t - 1)
+    count = -(-(n - o) // (t - o))  # the fewest windows of t that overlap by o
+    size = -(-(n + (count - 1) * o) // count)  # the smallest size that still reaches; <= t
+    starts = [i * (n - size) // (count - 1) for i in range(count)]  # gaps differ by at most 1, each <= size - o
+    return [(s * multiple, (s + size) * multiple) for s in starts]
 
 
 def gaussian_weights(height: int, width: int, device, dtype) -> torch.Tensor:
@@ -191,6 +198,7 @@ class SpirePipeline(DiffusionPipeline):
         default_consistency: bool = False,
         default_self_ensemble: int = 1,
         default_attention_window: int = 0,
+        default_tile_size: int = 0,
     ) -> None:
         super().__init__()
         adaptor.check_fits(unet)
@@ -200,10 +208,15 @@ class SpirePipeline(DiffusionPipeline):
             raise ValueError(f"default_color_fix must be one of {', '.join(COLOR_FIXES)}, got {default_color_fix!r}")
         _check_self_ensemble(default_self_ensemble, "default_self_ensemble")
         _check_attention_window(default_attention_window, "default_attention_window")
+        if isinstance(default_tile_size, bool) or not isinstance(default_tile_size, int) or default_tile_size < 0:
+            raise ValueError(
+                f"default_tile_size must be a whole number of pixels >= 0 (0: untiled), got {default_tile_size!r}"
+            )
         self.register_to_config(
             default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength,
             default_color_fix=default_color_fix, default_consistency=bool(default_consistency),
             default_self_ensemble=int(default_self_ensemble), default_attention_window=int(default_attention_window),
+            default_tile_size=int(default_tile_size),
         )  # fmt: skip
         self.register_modules(
             vae=vae,
@@ -451,8 +464,12 @@ class SpirePipeline(DiffusionPipeline):
                 pixels a side (``spire_ir.models.attention``); 0 = over the whole image. Set it to the training crop
                 size: it then matches what the weights saw and keeps the cost linear in the image's area. Default:
                 the model's ``default_attention_window`` (0 unless its folder sets one; 128 for spire-tiny).
-            tile_size: latent-tiled sampling and tiled VAE with tiles of this many pixels when the image is larger.
-            tile_overlap: overlap between tiles, pixels.
+            tile_size: latent-tiled sampling and tiled VAE with tiles of at most this many pixels a side when the
+                image is larger: the fewest tiles that overlap by ``tile_overlap``, all one size, spread evenly
+                (``tile_windows``); 0 = untiled. Default: the model's ``default_tile_size`` (0 unless its folder
+                sets one; 384 for spire-tiny, trained on 128² crops, which restores noise better in tiles of
+                about that size than in one piece: MODEL_CARD.md).
+            tile_overlap: the least overlap between tiles, pixels.
             tile_vae: also encode/decode in tiles when tiling (turn off to trade memory for seamless VAE passes).
             output_type: "pil", "np" or "pt".
             callback: called as callback(step, total) after each step.
@@ -501,7 +518,9 @@ class SpirePipeline(DiffusionPipeline):
 
         # 2. check the tiling options
         multiple = self.vae_scale_factor * self.latent_multiple
-        if tile_size is not None:
+        if tile_size is None:
+            tile_size = int(self.config.get("default_tile_size", 0))
+        if tile_size:
             if tile_size % multiple:
                 raise ValueError(
                     f"tile_size must be a multiple of {multiple} pixels for this model, got {tile_size}"
@@ -558,7 +577,7 @@ class SpirePipeline(DiffusionPipeline):
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         condition = F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else pixels
-        tiled = tile_size is not None and max(condition.shape[-2:]) > tile_size
+        tiled = bool(tile_size) and max(condition.shape[-2:]) > tile_size
         old_tiling = self._set_vae_tiling(tile_size if tiled and tile_vae else None, tile_overlap)
         bridge = getattr(self.scheduler, "starts_from_condition", False)
 
@@ -630,11 +649,11 @@ class SpirePipeline(DiffusionPipeline):
         return kwargs
 
     def _windows(self, latent_hw: tuple[int, int], tile_size: int, tile_overlap: int):
-        tile = tile_size // self.vae_scale_factor
-        stride = max(self.latent_multiple, (tile_size - tile_overlap) // self.vae_scale_factor)
-        stride -= stride % self.latent_multiple
-        rows = tile_windows(latent_hw[0], tile, stride)
-        cols = tile_windows(latent_hw[1], tile, stride)
+        """(r0, r1, c0, c1) latent windows of at most ``tile_size`` px overlapping by >= ``tile_overlap`` px."""
+        f, m = self.vae_scale_factor, self.latent_multiple
+        overlap = -(-tile_overlap // f)
+        rows = tile_windows(latent_hw[0], tile_size // f, overlap, m)
+        cols = tile_windows(latent_hw[1], tile_size // f, overlap, m)
         return [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
 
     def _tiled_model_output(
