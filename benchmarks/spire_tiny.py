@@ -3,8 +3,7 @@
 What a user gets from ``spire restore photo.png -r "..."`` with no other flag: the library loaded, the model read
 from the package, the image restored (default steps, guidance, colour fix), the result decoded. Each size runs in
 its own process so that peak RSS is that size's; the time is of the restore call alone (model loading is listed
-separately). Images larger than the CLI's tile size (the model folder's ``default_tile_size``, 384 px for
-spire-tiny, else 512) are sampled in tiles, as the CLI does, unless ``--tile`` says otherwise (0: whole).
+separately). Images larger than the CLI's tile size (the model folder's ``default_tile_size``, else 512 px) are sampled in tiles, as the CLI does, unless ``--tile`` says otherwise (0: whole).
 
     python benchmarks/spire_tiny.py                   # 512², 1024², 2048² on all cores
     python benchmarks/spire_tiny.py --threads 2 --sizes 512

@@ -48,6 +48,16 @@ def main() -> None:
             print(f"\n{name}\n| task | " + " | ".join(keys) + " |\n" + "|---" * (len(keys) + 1) + "|")
             for task, row in data["tasks"].items():
                 print(f"| {task} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
+    path = root / "tiles.json"
+    if path.is_file():  # eval.py tiles: mean PSNR (seconds) per tile size, 0 = whole
+        data = json.loads(path.read_text())
+        sizes = [str(t) for t in data["tiles"]]
+        print("\ntiles\n| task | " + " | ".join('whole' if t == '0' else f'{t} px' for t in sizes) + " |\n" + "|---" * (len(sizes) + 1)
+              + "|")  # fmt: skip
+        for key, task in TASKS.items():
+            row = data[key]
+            print(f"| {task} | " + " | ".join(f"{row[t]['psnr']:.2f} ({row[t]['seconds']:.1f} s)" for t in sizes)
+                  + " |")  # fmt: skip
     for name in ("strength", "semantic"):
         path = root / f"{name}.json"
         if path.is_file():

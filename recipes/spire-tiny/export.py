@@ -51,7 +51,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--default-tile-size", type=int, default=0,
-        help="sample larger images in tiles of at most this many pixels (384 for spire-tiny); 0: untiled",
+        help="sample larger images in tiles of at most this many pixels (512 for spire-tiny); 0: untiled",
     )  # fmt: skip
     parser.add_argument("--max-mb", type=float, default=30.0, help="fail when the folder is larger")
     args = parser.parse_args()

@@ -236,7 +236,8 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="sample images larger than this in the fewest overlapping tiles of at most this many pixels a side "
-        "(0: no tiling; default: the model folder's default_tile_size, 384 for spire-tiny, else 512)",
+        "(0: no tiling; default: the model folder's default_tile_size, else 512; smaller tiles restore spire-tiny's "
+        "noise better and cost more time: MODEL_CARD.md)",
     )
     p.add_argument("--tile-overlap", type=int, default=64, help="the least overlap between tiles, pixels")
     p.add_argument(

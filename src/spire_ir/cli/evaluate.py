@@ -211,7 +211,7 @@ def _add_bench_parsers(sub) -> None:
     p.add_argument(
         "--tile", type=int, default=None,
         help="for --method spire: sample images larger than this in overlapping tiles of at most this many pixels "
-        "(0: the whole image; default: the model folder's default_tile_size, 384 for spire-tiny)",
+        "(0: the whole image; default: the model folder's default_tile_size, 512 for spire-tiny)",
     )  # fmt: skip
     p.add_argument("--tile-overlap", type=int, default=64, help="for --method spire: the least tile overlap, pixels")
     p.add_argument("--seed", type=int, default=0)

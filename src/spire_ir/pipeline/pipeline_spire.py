@@ -467,8 +467,8 @@ class SpirePipeline(DiffusionPipeline):
             tile_size: latent-tiled sampling and tiled VAE with tiles of at most this many pixels a side when the
                 image is larger: the fewest tiles that overlap by ``tile_overlap``, all one size, spread evenly
                 (``tile_windows``); 0 = untiled. Default: the model's ``default_tile_size`` (0 unless its folder
-                sets one; 384 for spire-tiny, trained on 128² crops, which restores noise better in tiles of
-                about that size than in one piece: MODEL_CARD.md).
+                sets one; 512 for spire-tiny, which, trained on 128² crops, restores noise better in smaller
+                tiles than in one piece, for more time: MODEL_CARD.md).
             tile_overlap: the least overlap between tiles, pixels.
             tile_vae: also encode/decode in tiles when tiling (turn off to trade memory for seamless VAE passes).
             output_type: "pil", "np" or "pt".
