@@ -3,7 +3,8 @@
 What a user gets from ``spire restore photo.png -r "..."`` with no other flag: the library loaded, the model read
 from the package, the image restored (default steps, guidance, colour fix), the result decoded. Each size runs in
 its own process so that peak RSS is that size's; the time is of the restore call alone (model loading is listed
-separately). Images larger than the CLI's tile size (the model folder's ``default_tile_size``, else 512 px) are sampled in tiles, as the CLI does, unless ``--tile`` says otherwise (0: whole).
+separately). Images larger than the CLI's tile size (the model folder's ``default_tile_size``, else 512 px) are
+sampled in tiles, as the CLI does, unless ``--tile`` says otherwise (0: whole).
 
     python benchmarks/spire_tiny.py                   # 512², 1024², 2048² on all cores
     python benchmarks/spire_tiny.py --threads 2 --sizes 512
@@ -46,7 +47,8 @@ def child(
              generator=torch.Generator().manual_seed(0), output_type="pt", **sampler)  # fmt: skip
         times.append(time.perf_counter() - started)
     print(json.dumps({
-        "size": size, "tile": tile if size > tile > 0 else 0, "restoration_prompt": restoration, "threads": torch.get_num_threads(),
+        "size": size, "tile": tile if size > tile > 0 else 0, "restoration_prompt": restoration,
+        "threads": torch.get_num_threads(),
         "guidance": sampler.get("guidance_scale", float(pipe.config.default_guidance)),
         "self_ensemble": sampler.get("self_ensemble", int(pipe.config.get("default_self_ensemble", 1))),
         "attention_window": sampler.get("attention_window", int(pipe.config.get("default_attention_window", 0))),

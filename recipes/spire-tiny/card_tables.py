@@ -52,8 +52,8 @@ def main() -> None:
     if path.is_file():  # eval.py tiles: mean PSNR (seconds) per tile size, 0 = whole
         data = json.loads(path.read_text())
         sizes = [str(t) for t in data["tiles"]]
-        print("\ntiles\n| task | " + " | ".join('whole' if t == '0' else f'{t} px' for t in sizes) + " |\n" + "|---" * (len(sizes) + 1)
-              + "|")  # fmt: skip
+        header = " | ".join("whole" if t == "0" else f"{t} px" for t in sizes)
+        print(f"\ntiles\n| task | {header} |\n" + "|---" * (len(sizes) + 1) + "|")
         for key, task in TASKS.items():
             row = data[key]
             print(f"| {task} | " + " | ".join(f"{row[t]['psnr']:.2f} ({row[t]['seconds']:.1f} s)" for t in sizes)

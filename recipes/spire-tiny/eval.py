@@ -11,7 +11,7 @@ walk `spire bench strength`).
 
 * ``tiles``: the card tasks on the 8 evaluation photos at their full size (272–600 px a side; the benches use
   their 256² centre crops), each restored whole and in tiles of at most 512, 384 and 256 px (64 px overlap): mean
-  PSNR and seconds per photo for each tile size. It chose the folder's ``default_tile_size``.
+  PSNR and seconds per photo for each tile size (MODEL_CARD.md says how it set the folder's ``default_tile_size``).
 
 It samples with the model folder's defaults unless ``--steps`` / ``--guidance`` / ``--strength`` say otherwise.
 """

@@ -50,4 +50,5 @@ stage train recipes/spire-tiny/finetune7.yaml $RUN/finetune7    # stage 9: 3,000
   -o $RUN/stage9-model --default-steps 1 --default-guidance 1.0 # stage 9 exported in fp16; stage 10 starts from it
 stage train recipes/spire-tiny/finetune8.yaml $RUN/finetune8    # stage 10: 3,000 more steps of the same recipe
 python recipes/spire-tiny/export.py $RUN/finetune8/pipeline -o src/spire_ir/weights/spire-tiny --default-steps 1 \
-  --default-guidance 1.0 --default-self-ensemble 4 --default-attention-window 128 --default-tile-size 512  # MODEL_CARD.md says why
+  --default-guidance 1.0 --default-self-ensemble 4 --default-attention-window 128 \
+  --default-tile-size 512   # MODEL_CARD.md says why
