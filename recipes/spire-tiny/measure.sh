@@ -61,7 +61,8 @@ CARD_TASKS=(--task "Denoise with sigma 0.05" --task "Denoise with sigma 0.10" --
 python benchmarks/spire_tiny.py --threads 2 | tee $OUT/speed.txt
 python benchmarks/spire_tiny.py --threads 2 --sizes 512 --guidance 1.5 | tee $OUT/speed-cfg.txt   # CFG on
 python benchmarks/spire_tiny.py --threads 2 --tile 0 | tee $OUT/speed-whole.txt   # untiled
-python benchmarks/spire_tiny.py --threads 2 --sizes 2048 --tile 512 | tee $OUT/speed-tile512.txt   # the CLI's old tiles
+python benchmarks/spire_tiny.py --threads 2 --tile 384 | tee $OUT/speed-tile384.txt   # smaller tiles
+python benchmarks/spire_tiny.py --threads 2 --sizes 512 --guidance 1.5 --tile 384 | tee $OUT/speed-cfg-tile384.txt
 
 # whole against tiled sampling on the evaluation photos at full size (default_tile_size)
 python recipes/spire-tiny/eval.py tiles --model "$MODEL" -o $OUT/tiles.json
