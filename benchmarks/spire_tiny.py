@@ -31,13 +31,14 @@ def child(
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
+    from spire_ir.app import tile_size_for
     from spire_ir.pipeline import SpirePipeline
 
     pipe = SpirePipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
     loaded = time.perf_counter() - started
     if tile is None:  # what `spire restore` does without --tile
-        tile = int(pipe.config.get("default_tile_size", 0)) or 512
+        tile = tile_size_for(pipe.config)
     generator = torch.Generator().manual_seed(0)
     image = torch.rand((1, 3, size, size), generator=generator)
     times = []

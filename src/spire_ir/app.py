@@ -15,9 +15,15 @@ from spire_ir import prompts
 from spire_ir.utils.images import image_grid, tensor_to_pil
 from spire_ir.utils.seeding import make_generator
 
-__all__ = ["degrade_image", "load_pipeline", "pick_device", "walk", "walk_pairs", "walk_values"]
+__all__ = ["degrade_image", "load_pipeline", "pick_device", "tile_size_for", "walk", "walk_pairs", "walk_values"]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def tile_size_for(config: Any) -> int:
+    """The tile size, in pixels, the front ends sample with by default: the model folder's ``default_tile_size``,
+    else 512 (64 latent cells on SD)."""
+    return int(config.get("default_tile_size", 0)) or 512
 
 
 def pick_device(name: str) -> str:

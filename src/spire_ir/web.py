@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from spire_ir import prompts
-from spire_ir.app import degrade_image, walk, walk_pairs, walk_values
+from spire_ir.app import degrade_image, tile_size_for, walk, walk_pairs, walk_values
 from spire_ir.prompts import BLIND_PROMPT, PromptError, PromptWarning, RestorationOp, RestorationPrompt
 from spire_ir.utils.images import (
     ImageLoadError,
@@ -304,8 +304,7 @@ def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
                     gr.Slider(1, 4, value=1, step=1, label="Samples"),
                     gr.Radio(["wavelet", "adain", "none"], value=str(config.get("default_color_fix", "wavelet")),
                              label="Colour fix"),
-                    gr.Slider(0, 1024, value=int(config.get("default_tile_size", 0)) or 512, step=64,
-                              label="Tile size (px, 0 = no tiling)"),
+                    gr.Slider(0, 1024, value=tile_size_for(config), step=64, label="Tile size (px, 0 = no tiling)"),
                     gr.Slider(0.05, 1, value=float(config.get("default_strength", 1.0)), step=0.05,
                               label="Strength (the fraction of the restoration applied)"),
                     gr.Checkbox(value=bool(config.get("default_consistency", False)),

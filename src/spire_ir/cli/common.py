@@ -149,7 +149,7 @@ def model_train_ranges(model: str | None) -> dict[str, list[float]] | None:
 
 def load_pipeline_for(args: argparse.Namespace):
     """The pipeline ``args`` name, with the sampler defaults it records filled in from the model folder."""
-    from spire_ir.app import load_pipeline
+    from spire_ir.app import load_pipeline, tile_size_for
 
     if args.model is None:
         args.model = default_model()
@@ -172,8 +172,8 @@ def load_pipeline_for(args: argparse.Namespace):
         args.consistency = bool(pipe.config.get("default_consistency", False))
     if getattr(args, "self_ensemble", 0) is None:
         args.self_ensemble = int(pipe.config.get("default_self_ensemble", 1))
-    if getattr(args, "tile", 0) is None:  # 512 px: the SD models' latent tiles of 64
-        args.tile = int(pipe.config.get("default_tile_size", 0)) or 512
+    if getattr(args, "tile", 0) is None:
+        args.tile = tile_size_for(pipe.config)
     return pipe, runtime
 
 

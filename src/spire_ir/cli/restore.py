@@ -69,8 +69,6 @@ def _warn_if_slow(pipe, image, args: argparse.Namespace, runs: int = 1, limit_s:
 
     import torch
 
-    from spire_ir.pipeline import tile_windows
-
     height, width = image.shape[-2:]
     if height * width <= 128 * 128:
         return
@@ -90,13 +88,11 @@ def _warn_if_slow(pipe, image, args: argparse.Namespace, runs: int = 1, limit_s:
         per_pixel = max((timings[1] - timings[0]) / (128**2 - 64**2), timings[1] / 128**2 / 4)
         _COST[id(pipe)] = (max(0.0, timings[0] - per_pixel * 64**2), per_pixel)
     fixed, per_pixel = _COST[id(pipe)]
-    tile, multiple = args.tile or 0, pipe.vae_scale_factor * pipe.latent_multiple
-    padded = [-(-side // multiple) * multiple for side in (height, width)]
-    if tile and max(padded) > tile:
-        rows, cols = (tile_windows(side, tile, args.tile_overlap, multiple) for side in padded)
-        (r0, r1), (c0, c1) = rows[0], cols[0]
+    windows = pipe.tiles(height, width, args.tile or 0, args.tile_overlap)
+    if len(windows) > 1:
+        r0, r1, c0, c1 = windows[0]
         shape = f"{r1 - r0}²" if r1 - r0 == c1 - c0 else f"{c1 - c0} × {r1 - r0}"
-        pixels, layout = len(rows) * len(cols) * (r1 - r0) * (c1 - c0), f"{len(rows) * len(cols)} tiles of {shape}"
+        pixels, layout = len(windows) * (r1 - r0) * (c1 - c0), f"{len(windows)} tiles of {shape}"
     else:
         pixels, layout = height * width, "untiled"
     seconds = runs * (fixed + per_pixel * pixels * args.steps)

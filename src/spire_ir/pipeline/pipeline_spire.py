@@ -648,13 +648,21 @@ class SpirePipeline(DiffusionPipeline):
             kwargs["condition"] = condition_latents
         return kwargs
 
-    def _windows(self, latent_hw: tuple[int, int], tile_size: int, tile_overlap: int):
-        """(r0, r1, c0, c1) latent windows of at most ``tile_size`` px overlapping by >= ``tile_overlap`` px."""
-        f, m = self.vae_scale_factor, self.latent_multiple
-        overlap = -(-tile_overlap // f)
-        rows = tile_windows(latent_hw[0], tile_size // f, overlap, m)
-        cols = tile_windows(latent_hw[1], tile_size // f, overlap, m)
+    def tiles(self, height: int, width: int, tile_size: int, tile_overlap: int) -> list[tuple[int, int, int, int]]:
+        """(top, bottom, left, right) pixel windows in which an image of (height, width) is sampled: the image
+        padded to the model's multiple, cut by ``tile_windows`` when it is larger than ``tile_size`` (0: never)."""
+        multiple = self.vae_scale_factor * self.latent_multiple
+        padded = [-(-side // multiple) * multiple for side in (height, width)]
+        if not tile_size or max(padded) <= tile_size:
+            return [(0, padded[0], 0, padded[1])]
+        rows, cols = (tile_windows(side, tile_size, tile_overlap, multiple) for side in padded)
         return [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
+
+    def _windows(self, latent_hw: tuple[int, int], tile_size: int, tile_overlap: int):
+        """``tiles`` in latent cells."""
+        f = self.vae_scale_factor
+        windows = self.tiles(latent_hw[0] * f, latent_hw[1] * f, tile_size, tile_overlap)
+        return [(r0 // f, r1 // f, c0 // f, c1 // f) for r0, r1, c0, c1 in windows]
 
     def _tiled_model_output(
         self, latents, t, condition, windows, prompt_embeds, restoration_embeds, numeric, guidance, adaptor_scale
