@@ -58,12 +58,23 @@ def main() -> None:
             row = data[key]
             print(f"| {task} | " + " | ".join(f"{row[t]['psnr']:.2f} ({row[t]['seconds']:.1f} s)" for t in sizes)
                   + " |")  # fmt: skip
-    for name in ("strength", "semantic"):
-        path = root / f"{name}.json"
-        if path.is_file():
-            data = json.loads(path.read_text())
-            summary = {k: v for k, v in data.items() if not isinstance(v, list)}
-            print(f"\n{name}: {json.dumps(summary)[:1500]}")
+    path = root / "semantic.json"
+    if path.is_file():  # eval.py semantic: the classifier's accuracy per degradation and semantic prompt
+        data = json.loads(path.read_text())
+        print(f"\nsemantic (classifier on held-out scenes: {data['classifier_held_out_accuracy']})")
+        print("| degradation | input | true caption | \"\" | wrong caption |\n|---|---|---|---|---|")
+        for degradation, scores in data.items():
+            if isinstance(scores, dict) and "degraded input" in scores:
+                cells = [f"{100 * scores['degraded input']['accuracy']:.1f}%"] + [
+                    f"{100 * scores[k]['accuracy']:.1f}% ({100 * scores[k]['follows_wrong_shape']:.1f}%)"
+                    for k in ("true caption", "empty caption", "wrong caption")
+                ]
+                print(f"| {degradation} | " + " | ".join(cells) + " |")
+    path = root / "strength.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        summary = {k: v for k, v in data.items() if not isinstance(v, list)}
+        print(f"\nstrength: {json.dumps(summary)[:1500]}")
 
 
 if __name__ == "__main__":
