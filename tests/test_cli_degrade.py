@@ -19,7 +19,7 @@ def test_folder_with_corrupt_file_finishes_the_rest_and_fails(tmp_path, capsys):
     for name, note in notes.items():
         stem = name.rsplit(".", 1)[0]
         out = Image.open(tmp_path / "out" / f"{stem}.png")
-        assert out.mode == "RGB"
+        assert out.mode == ("RGBA" if name == "alpha.png" else "RGB")  # the alpha channel is kept
         sidecar = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
         assert sidecar["seed"] == 3 and sidecar["restoration_prompt"] and sidecar["record"]["pipeline"]
         assert note in " ".join(sidecar["conversions"])

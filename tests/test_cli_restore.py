@@ -146,3 +146,33 @@ def test_consistency_follows_the_model_folder_unless_a_flag_says_otherwise(tmp_p
         assert line["consistency"] is (name == "on")
         outputs[name] = Image.open(tmp_path / name / "photo.png").tobytes()
     assert outputs["default"] != outputs["on"]
+
+
+def test_restore_keeps_the_alpha_channel_and_the_look_on_white(tmp_path, model_dir):
+    import numpy as np
+    import torch
+
+    from spire_ir.utils.images import load_image
+
+    rgb = (make_photo(48, 48)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    alpha = np.full((48, 48), 255, np.uint8)
+    alpha[:, 24:] = np.linspace(0, 255, 48).round().astype(np.uint8)[:, None]  # opaque left, a ramp on the right
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "cut.png")
+    save_image(load_image(tmp_path / "cut.png").tensor, tmp_path / "flat.png")  # the same colours on white
+    for name in ("cut.png", "flat.png"):
+        assert main(["restore", str(tmp_path / name), "-o", str(tmp_path / "out"), "--model", str(model_dir),
+                     "-r", "Denoise with sigma 0.05", "--seed", "4"]) == 0  # fmt: skip
+    out = Image.open(tmp_path / "out" / "cut.png")
+    assert out.mode == "RGBA" and (np.asarray(out)[..., 3] == alpha).all()
+    # shown on white, the restored cut-out is the restoration of the input shown on white, where a pixel of that
+    # alpha can show it (on white it is at least 1 - α: darker is clipped)
+    on_white = load_image(tmp_path / "out" / "cut.png").tensor
+    opacity = torch.from_numpy(alpha / 255.0).float()
+    expected = torch.maximum(load_image(tmp_path / "out" / "flat.png").tensor, 1 - opacity)
+    assert (on_white - expected).abs().max() <= 1.01 / 255
+    assert (on_white - expected)[..., :24].abs().max() == 0  # opaque: the colour itself
+    assert main(["restore", str(tmp_path / "cut.png"), "-o", str(tmp_path / "cut.jpg"), "--model", str(model_dir),
+                 "-r", "Denoise with sigma 0.05"]) == 0  # fmt: skip
+    assert Image.open(tmp_path / "cut.jpg").mode == "RGB"
+    records = [json.loads(line) for line in (tmp_path / "prompts.jsonl").read_text().splitlines()]
+    assert "alpha dropped: JPG has no alpha channel" in records[-1]["conversions"]

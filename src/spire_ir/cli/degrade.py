@@ -68,7 +68,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "image_seed": image_seed,
             "mode": mode,
-            "conversions": loaded.conversions,
+            "conversions": loaded.conversions_for(target),
             "size": list(y.shape[-2:]),
             "output_format": target.suffix.lower().lstrip("."),
         }
@@ -77,7 +77,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         caption = path.with_suffix(".txt")
         if caption.is_file():
             sidecar["semantic_prompt"] = caption.read_text(encoding="utf-8").strip()
-        save_image(y, target)
+        save_image(y, target, alpha=loaded.alpha)  # degradations keep the size
         save_json(sidecar, target.with_suffix(".json"))
         print(f"{path} -> {target}  [{c_r}]")
 

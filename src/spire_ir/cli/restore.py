@@ -171,10 +171,10 @@ def _restore_one(pipe, path: Path, files: list[Path], stem: str, args: argparse.
             num_images_per_prompt=args.num_samples, output_type="pt", **settings,
         ).images  # fmt: skip
     for k, (image, target) in enumerate(zip(images, targets, strict=True)):
-        save_image(image.unsqueeze(0), target)
+        save_image(image.unsqueeze(0), target, alpha=loaded.alpha)  # outputs have the input's size
         record = {"input": str(path), "output": str(target), "semantic_prompt": semantic,
                   "restoration_prompt": encoded, "seed": args.seed + k, "model": str(args.model), **settings,
-                  **runtime, "conversions": loaded.conversions}  # fmt: skip
+                  **runtime, "conversions": loaded.conversions_for(target)}  # fmt: skip
         if encoded != restoration:
             record["restoration_prompt_as_given"] = restoration
         append_jsonl(record, target.parent / "prompts.jsonl")

@@ -46,11 +46,21 @@ class LoadedImage:
         tensor: (1, 3, H, W) float32 in [0, 1], RGB.
         path: where it was read from.
         conversions: human-readable notes on every conversion applied (EXIF rotation, mode changes).
+        alpha: (1, 1, H, W) float32 in [0, 1], the file's transparency, or None when it has none. ``tensor`` is
+            then the colour composited onto white; ``save_image(..., alpha=loaded.alpha)`` writes it back.
     """
 
     tensor: torch.Tensor
     path: Path
     conversions: list[str] = field(default_factory=list)
+    alpha: torch.Tensor | None = None
+
+    def conversions_for(self, output: str | os.PathLike) -> list[str]:
+        """``conversions``, and a note when ``output``'s format cannot keep this image's alpha channel."""
+        suffix = Path(output).suffix or ".png"
+        if self.alpha is None or keeps_alpha(suffix):
+            return list(self.conversions)
+        return [*self.conversions, f"alpha dropped: {suffix.lstrip('.').upper()} has no alpha channel"]
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -106,7 +116,7 @@ def _to_rgb(image: Image.Image, conversions: list[str]) -> Image.Image:
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        conversions.append(f"{mode} with alpha composited onto white, alpha dropped")
+        conversions.append(f"{mode}: colour composited onto white, alpha kept apart")
         return Image.alpha_composite(background, rgba).convert("RGB")
     if mode in ("L", "1"):
         conversions.append(f"grayscale ({mode}) replicated to RGB")
@@ -168,6 +178,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             if orientation not in (None, 1):
                 conversions.append(f"EXIF orientation {orientation} applied")
             rgb = _to_rgb(transposed, conversions)
+            alpha = _alpha(transposed)
             # 16-bit RGB PNG and TIFF files are decoded by Pillow as 8-bit RGB: note that precision was dropped
             if opened.mode in ("RGB", "RGBA") and bits == 16:
                 conversions.append(f"16-bit {opened.mode} reduced to 8 bits per channel")
@@ -188,7 +199,15 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageLoadError(
             f"{path}: cannot decode as an image ({error}); check that the file is a complete PNG/JPEG/WebP/TIFF"
         ) from error
-    return LoadedImage(tensor=pil_to_tensor(rgb), path=path, conversions=conversions)
+    return LoadedImage(tensor=pil_to_tensor(rgb), path=path, conversions=conversions, alpha=alpha)
+
+
+def _alpha(image: Image.Image) -> torch.Tensor | None:
+    """The (1, 1, H, W) [0, 1] alpha channel of an image with transparency, else None."""
+    if image.mode not in ("RGBA", "LA", "PA") and not (image.mode == "P" and "transparency" in image.info):
+        return None
+    alpha = np.asarray(image.convert("RGBA"))[..., 3]
+    return torch.from_numpy(alpha.astype(np.float32) / 255.0)[None, None]
 
 
 def _file_mode() -> int:
@@ -223,11 +242,27 @@ def guard_not_input(output: Path, inputs: list[Path] | tuple[Path, ...]) -> None
             raise ValueError(f"refusing to overwrite the input {item}; choose another output path with -o")
 
 
-def encode_image(image: torch.Tensor, fmt: str, quality: int = 95) -> bytes:
-    """Encode a (1, 3, H, W) / (3, H, W) [0, 1] tensor as PNG or JPEG bytes."""
+def encode_image(image: torch.Tensor, fmt: str, quality: int = 95, alpha: torch.Tensor | None = None) -> bytes:
+    """Encode a (1, 3, H, W) / (3, H, W) [0, 1] tensor as PNG, JPEG or WebP bytes.
+
+    ``alpha`` ((1, 1, H, W) / (H, W) in [0, 1], the image's size) makes a PNG or WebP with transparency. ``image``
+    is then taken as the colour composited onto white, as ``load_image`` gives it, and written as the straight
+    colour c = (image − (1 − α)) / α, so that the file shown on white looks like ``image`` (c is clipped to [0, 1],
+    and white where α = 0). JPEG has no alpha channel, so there ``alpha`` is left out (see ``keeps_alpha``).
+    """
     fmt = fmt.lower().lstrip(".")
     buffer = io.BytesIO()
-    pil = tensor_to_pil(image)
+    if alpha is not None and keeps_alpha(fmt):
+        plane = alpha.detach().float().cpu().reshape(1, 1, *alpha.shape[-2:]).clamp(0, 1)
+        rgb = image.detach().float().cpu().reshape(1, 3, *image.shape[-2:])
+        if plane.shape[-2:] != rgb.shape[-2:]:
+            raise ValueError(f"alpha is {tuple(plane.shape[-2:])} but the image is {tuple(rgb.shape[-2:])}")
+        plane = (plane * 255).round() / 255  # the α the file will hold
+        straight = torch.where(plane > 0, (rgb - (1 - plane)) / plane.clamp_min(1 / 255), torch.ones_like(rgb))
+        pil = tensor_to_pil(straight.clamp(0, 1))
+        pil.putalpha(Image.fromarray((plane[0, 0] * 255).round().to(torch.uint8).numpy(), "L"))
+    else:
+        pil = tensor_to_pil(image)
     if fmt == "png":
         pil.save(buffer, format="PNG")
     elif fmt in ("jpg", "jpeg"):
@@ -239,16 +274,25 @@ def encode_image(image: torch.Tensor, fmt: str, quality: int = 95) -> bytes:
     return buffer.getvalue()
 
 
-def save_image(image: torch.Tensor, path: str | os.PathLike, quality: int = 95) -> Path:
+def keeps_alpha(fmt: str) -> bool:
+    """Whether ``encode_image`` writes an alpha channel in this format (png and webp do, jpg does not)."""
+    return fmt.lower().lstrip(".") in ("png", "webp")
+
+
+def save_image(
+    image: torch.Tensor, path: str | os.PathLike, quality: int = 95, alpha: torch.Tensor | None = None
+) -> Path:
     """Write an image atomically; the format follows the file extension (png, jpg, webp).
 
     Args:
         image: (1, 3, H, W) or (3, H, W) float in [0, 1], RGB.
         path: destination; its parent folders are created.
         quality: JPEG quality when the extension is .jpg/.jpeg.
+        alpha: optional (1, 1, H, W) transparency in [0, 1] of the image's size, written to PNG and WebP files
+            (``image`` is then the colour composited onto white: ``encode_image`` says how it is written).
     """
     path = Path(path)
-    write_atomic(path, encode_image(image, path.suffix or ".png", quality=quality))
+    write_atomic(path, encode_image(image, path.suffix or ".png", quality=quality, alpha=alpha))
     return path
 
 
