@@ -113,7 +113,7 @@ def _to_rgb(image: Image.Image, conversions: list[str]) -> Image.Image:
         gray = np.round(array * 255).astype(np.uint8)
         conversions.append("32-bit float grayscale clipped to [0, 1] and converted to 8-bit RGB")
         return Image.fromarray(np.stack([gray] * 3, axis=-1))
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         conversions.append(f"{mode}: colour composited onto white, alpha kept apart")
@@ -202,9 +202,13 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     return LoadedImage(tensor=pil_to_tensor(rgb), path=path, conversions=conversions, alpha=alpha)
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
 def _alpha(image: Image.Image) -> torch.Tensor | None:
     """The (1, 1, H, W) [0, 1] alpha channel of an image with transparency, else None."""
-    if image.mode not in ("RGBA", "LA", "PA") and not (image.mode == "P" and "transparency" in image.info):
+    if not _has_alpha(image):
         return None
     alpha = np.asarray(image.convert("RGBA"))[..., 3]
     return torch.from_numpy(alpha.astype(np.float32) / 255.0)[None, None]
