@@ -70,6 +70,10 @@ python recipes/spire-tiny/eval.py tiles --model "$MODEL" -o $OUT/tiles.json
 # strength control (Fig. 7) and semantic prompting (Fig. 6)
 spire bench strength --images $EVAL --model "$MODEL" --captions -o $OUT/strength.json
 python recipes/spire-tiny/eval.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
+for g in 1.5 4; do  # does CFG make the caption steer where the input has lost the shape?
+  python recipes/spire-tiny/eval.py semantic --model "$MODEL" --guidance $g --degradation "Upsample to 16.0" \
+    -o $OUT/semantic-cfg$g.json
+done
 spire degrade $EVAL/chelsea.png -o $OUT/chelsea-noise010.png --prompt "Denoise with sigma 0.10" --seed 0
 spire walk $OUT/chelsea-noise010.png --model "$MODEL" -p "a tabby cat looking to the side" -r "Denoise with sigma {}" \
   --values 0.02,0.04,0.08,0.12,0.16,0.24 --overwrite -o docs/images/spire-tiny/walk-denoise.png
