@@ -57,7 +57,7 @@ def test_typed_text_with_unknown_words_and_out_of_range_values_warns():
 
 def test_upload_limits_and_undecodable_files(tmp_path):
     save_image(make_photo(40, 50), tmp_path / "ok.png")
-    assert check_upload(str(tmp_path / "ok.png"), 40 * 50).shape == (1, 3, 40, 50)
+    assert check_upload(str(tmp_path / "ok.png"), 40 * 50).tensor.shape == (1, 3, 40, 50)
     with pytest.raises(ValueError, match=r"50×40 = 0.0 MP, over this server's limit.*--tile 512"):
         check_upload(str(tmp_path / "ok.png"), 1000)
     (tmp_path / "bad.png").write_bytes(b"nope")
@@ -133,6 +133,35 @@ def test_studio_restore_passes_strength_consistency_and_views(tmp_path, tiny_pip
     config = tiny_pipe.config
     assert recorded["self_ensemble"] == config.get("default_self_ensemble", 1)
     assert recorded["strength"] == config.get("default_strength", 1.0)
+
+
+def test_uploads_reach_the_studio_as_sent_and_restored_ones_keep_their_alpha(tmp_path, tiny_pipe):
+    import numpy as np
+    from gradio.data_classes import ImageData
+    from PIL import Image
+
+    from spire_ir.utils.images import load_image
+
+    # a 16-bit grayscale and a transparent PNG: the image inputs pass the file itself, for load_image to convert
+    deep = np.linspace(0, 65535, 40 * 56).reshape(40, 56).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    rgba = np.dstack([(make_photo(40, 56)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8),
+                      np.linspace(0, 255, 56).astype(np.uint8)[None].repeat(40, 0)])  # fmt: skip
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    app = build_app(tiny_pipe, "m")
+    inputs = [b for b in app.blocks.values() if getattr(b, "elem_id", None) in
+              ("restore-input", "degrade-input", "walk-input")]  # fmt: skip
+    assert len(inputs) == 3
+    for block in inputs:
+        for name in ("deep.png", "cut.png"):
+            assert block.preprocess(ImageData(path=str(tmp_path / name), orig_name=name)) == str(tmp_path / name)
+    assert abs(check_upload(str(tmp_path / "deep.png"), 10**6).tensor.mean() - deep.mean() / 65535) < 0.01
+    studio = Studio(tiny_pipe, "m", max_pixels=10**6)
+    _, _, download, _, _ = studio.restore(str(tmp_path / "cut.png"), "", "Denoise with sigma 0.05", 1, 1.0, 0, 1,
+                                          "none", 0)  # fmt: skip
+    assert (load_image(download).alpha == load_image(tmp_path / "cut.png").alpha).all()
+    degraded, _, _ = studio.degrade(str(tmp_path / "cut.png"), "Denoise with sigma 0.05", "mixed", 0)
+    assert Image.open(degraded).mode == "RGBA"
 
 
 def test_app_builds_with_named_endpoints(tiny_pipe):

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from spire_ir import prompts
 from spire_ir.app import degrade_image, tile_size_for, walk, walk_pairs, walk_values
 from spire_ir.prompts import BLIND_PROMPT, PromptError, PromptWarning, RestorationOp, RestorationPrompt
 from spire_ir.utils.images import (
     ImageLoadError,
     ImageTooLargeError,
+    LoadedImage,
     load_image,
     save_image,
     tensor_to_pil,
@@ -100,8 +99,9 @@ def _defaults() -> list[Any]:
     return out
 
 
-def check_upload(path: str | None, max_pixels: int) -> torch.Tensor:
-    """Decode an uploaded file and enforce the size limit. Returns (1, 3, H, W) in [0, 1].
+def check_upload(path: str | None, max_pixels: int) -> LoadedImage:
+    """Decode an uploaded file and enforce the size limit, converting as ``load_image`` does (EXIF rotation,
+    16-bit, transparency composited onto white). Returns it with ``.tensor`` (1, 3, H, W) in [0, 1] and ``.alpha``.
 
     Raises:
         ValueError: no file, undecodable file, or more than ``max_pixels`` pixels (the message says what to do).
@@ -120,7 +120,7 @@ def check_upload(path: str | None, max_pixels: int) -> torch.Tensor:
     except ImageLoadError as error:
         raise ValueError(f"could not read the upload as an image ({Path(str(error).split(':')[0]).name}); "
                          "use a PNG, JPEG, WebP or TIFF file") from error  # fmt: skip
-    return loaded.tensor
+    return loaded
 
 
 def _command_line(model: str, semantic: str, restoration: str, steps: int, guidance: float, seed: int,
@@ -154,7 +154,7 @@ class Studio:
         import gradio as gr
 
         try:
-            tensor = check_upload(image, self.max_pixels)
+            loaded = check_upload(image, self.max_pixels)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", PromptWarning)
                 # the text the model reads, shown and recorded
@@ -177,7 +177,7 @@ class Studio:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PromptWarning)  # reported above
             images = self.pipe(
-                tensor, prompt=semantic or "", restoration_prompt=restoration,
+                loaded.tensor, prompt=semantic or "", restoration_prompt=restoration,
                 num_inference_steps=steps, guidance_scale=float(guidance),
                 generator=[make_generator(seed + k) for k in range(samples)], num_images_per_prompt=samples,
                 color_fix=color_fix, tile_size=tile, strength=strength, consistency=consistency,
@@ -187,7 +187,8 @@ class Studio:
         for k, restored in enumerate(images):
             paths.append(
                 str(
-                    save_image(restored.unsqueeze(0), self.outdir / f"restored-{seed + k}-{id(restored)}.png")
+                    save_image(restored.unsqueeze(0), self.outdir / f"restored-{seed + k}-{id(restored)}.png",
+                               alpha=loaded.alpha)  # as `spire restore` keeps it
                 )
             )
         settings = {
@@ -199,7 +200,7 @@ class Studio:
                                 float(guidance), seed, samples, color_fix, tile, strength, consistency,
                                 self_ensemble)  # fmt: skip
         return (
-            (tensor_to_pil(tensor), tensor_to_pil(images[0])),
+            (tensor_to_pil(loaded.tensor), tensor_to_pil(images[0])),
             paths,
             paths[0],
             json.dumps(settings, indent=2),
@@ -211,11 +212,11 @@ class Studio:
         import gradio as gr
 
         try:
-            tensor = check_upload(image, self.max_pixels)
-            y, c_r, record = degrade_image(tensor, prompt_text, mode, make_generator(int(seed)))
+            loaded = check_upload(image, self.max_pixels)
+            y, c_r, record = degrade_image(loaded.tensor, prompt_text, mode, make_generator(int(seed)))
         except (ValueError, PromptError) as error:
             raise gr.Error(str(error)) from error
-        path = save_image(y, self.outdir / f"degraded-{int(seed)}-{id(y)}.png")
+        path = save_image(y, self.outdir / f"degraded-{int(seed)}-{id(y)}.png", alpha=loaded.alpha)
         return str(path), c_r, json.dumps(record, indent=2)
 
     def walk(self, image: str | None, target: str, template: str, values: str, semantic: str, restoration: str,
@@ -224,7 +225,7 @@ class Studio:
         import gradio as gr
 
         try:
-            tensor = check_upload(image, self.max_pixels)
+            tensor = check_upload(image, self.max_pixels).tensor
             if "{}" not in (template or ""):
                 raise ValueError('the template needs "{}" where the value goes, e.g. "Denoise with sigma {}"')
             walk_restoration = target == "restoration prompt"
@@ -288,7 +289,9 @@ def _prompt_builder(gr) -> list:
 def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="Degraded image", elem_id="restore-input")
+            # image_mode=None hands over the uploaded file itself, which load_image converts as the CLI does;
+            # gradio's default "RGB" would convert it first (alpha dropped uncomposited, 16-bit values clipped)
+            image = gr.Image(type="filepath", image_mode=None, label="Degraded image", elem_id="restore-input")
             semantic = gr.Textbox(label="Semantic prompt (what the picture shows)", placeholder="a zebra on grass",
                                   elem_id="semantic-prompt")  # fmt: skip
             restoration = gr.Textbox(label="Restoration prompt", value=BLIND_PROMPT, elem_id="restoration-prompt")
@@ -342,7 +345,7 @@ def _restore_tab(gr, studio: Studio, config: Any) -> _RestoreTab:
 def _degrade_tab(gr, studio: Studio, restore_tab: _RestoreTab) -> None:
     with gr.Row():
         with gr.Column():
-            clean = gr.Image(type="filepath", label="Clean image", elem_id="degrade-input")
+            clean = gr.Image(type="filepath", image_mode=None, label="Clean image", elem_id="degrade-input")
             prompt = gr.Textbox(label="Degradation by prompt (empty: random)", elem_id="degrade-prompt",
                                 placeholder="Deblur with sigma 2.0, Denoise with sigma 0.05")  # fmt: skip
             mode = gr.Radio(["parameterized", "realesrgan", "mixed"], value="mixed", label="Random pipeline")
@@ -364,7 +367,7 @@ def _walk_tab(gr, studio: Studio, config: Any) -> None:
     with gr.Row():
         with gr.Column():
             inputs = [
-                gr.Image(type="filepath", label="Image", elem_id="walk-input"),
+                gr.Image(type="filepath", image_mode=None, label="Image", elem_id="walk-input"),
                 gr.Radio(["restoration prompt", "semantic prompt"], value="restoration prompt", label="Walk"),
                 gr.Textbox(label="Template ({} marks the value)", value="Denoise with sigma {}"),
                 gr.Textbox(label="Values (comma-separated; | if values contain commas)", value="0.02, 0.06, 0.12, 0.24",
