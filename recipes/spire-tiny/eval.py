@@ -140,7 +140,8 @@ def train_classifier(
         sigma = 4.0 * float(torch.rand((), generator=generator))
         if bool(torch.rand((), generator=generator) < 0.5) and sigma > 0.2:
             batch = gaussian_blur(batch, sigma)
-        batch = batch + torch.randn(batch.shape, generator=generator) * 0.05 * float(torch.rand((), generator=generator))
+        noise = torch.randn(batch.shape, generator=generator)  # then its scale, U(0, 0.05)
+        batch = batch + noise * 0.05 * float(torch.rand((), generator=generator))
         loss = F.cross_entropy(model(batch), labels_t[pick])
         optimizer.zero_grad()
         loss.backward()
@@ -149,10 +150,8 @@ def train_classifier(
     model.eval()
     truth = torch.tensor(held_labels)
     with torch.no_grad():
-        accuracy = {
-            name: float((model(view).argmax(1) == truth).float().mean())
-            for name, view in (("clean", held), ("blur 1.5", gaussian_blur(held, 1.5)), ("blur 3.0", gaussian_blur(held, 3.0)))
-        }
+        views = {"clean": held, "blur 1.5": gaussian_blur(held, 1.5), "blur 3.0": gaussian_blur(held, 3.0)}
+        accuracy = {name: float((model(view).argmax(1) == truth).float().mean()) for name, view in views.items()}
     return model, accuracy
 
 

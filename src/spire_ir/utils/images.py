@@ -251,8 +251,9 @@ def encode_image(image: torch.Tensor, fmt: str, quality: int = 95, alpha: torch.
 
     ``alpha`` ((1, 1, H, W) / (H, W) in [0, 1], the image's size) makes a PNG or WebP with transparency. ``image``
     is then taken as the colour composited onto white, as ``load_image`` gives it, and written as the straight
-    colour c = (image − (1 − α)) / α, so that the file shown on white looks like ``image`` (c is clipped to [0, 1],
-    and white where α = 0). JPEG has no alpha channel, so there ``alpha`` is left out (see ``keeps_alpha``).
+    colour c = (image − (1 − α)) / α, so that the file shown on white looks like ``image`` (c is clipped to
+    [0, 1], and white where α = 0). JPEG has no alpha channel, so there ``alpha`` is left out (see
+    ``keeps_alpha``).
     """
     fmt = fmt.lower().lstrip(".")
     buffer = io.BytesIO()
