@@ -17,6 +17,14 @@ def test_round_trip(tmp_path):
     assert config_to_dict(again) == config_to_dict(config)
 
 
+def test_a_recipe_with_a_folder_degradation_saves_and_loads_back(tmp_path):
+    config = load_config(TrainConfig, "recipes/spire-tiny/finetune9.yaml")
+    scenes = config.data.folder_degradation["data/spire-mini/train/scenes"]
+    assert scenes.parameterized.ranges["upsample"] == (10.0, 16.0) and scenes.p_parameterized == 1.0
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(TrainConfig, tmp_path / "config.yaml") == config
+
+
 def test_unknown_keys_are_rejected_with_the_valid_ones():
     with pytest.raises(
         ConfigError, match=r"unknown config key\(s\) optim.learning_rate; valid keys here: lr"

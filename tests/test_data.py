@@ -260,3 +260,40 @@ def test_scenes_on_texture_backgrounds_name_them():
         assert torch.allclose(corner, grass[:, :4, :4], atol=1e-6)
     patterns = " ".join(caption for _, caption in scenes)
     assert "dotted" in patterns or "checked" in patterns
+
+
+def test_a_folder_degraded_by_its_own_synthesiser(tmp_path):
+    import re
+
+    from spire_ir.data.datasets import map_dataset
+    from spire_ir.degradations import DegradationConfig, ParameterizedConfig
+
+    a = _folder(tmp_path / "a", n=3, corrupt=False)
+    b = _folder(tmp_path / "b", n=3, corrupt=False)
+
+    def only(kind: str, **ranges) -> DegradationConfig:
+        weights = dict.fromkeys(("deblur", "upsample", "denoise", "dejpeg"), 0.0) | {kind: 1.0}
+        return DegradationConfig(p_parameterized=1.0, parameterized=ParameterizedConfig(
+            param_prob=1.0, single_op_prob=1.0, single_op_weights=weights, ranges=ranges))  # fmt: skip
+
+    config = DataConfig(
+        source="folder", path=f"{a},{b}", resolution=32, crop_scale=(1.0, 1.0),
+        degradation=only("denoise"), folder_degradation={str(b): only("upsample", upsample=(10.0, 16.0))},
+    )  # fmt: skip
+    dataset = map_dataset(config)
+    factors = []
+    for epoch in range(4):
+        for index, (path, _) in enumerate(dataset.items):
+            c_r = dataset[(epoch, index)]["c_r"]
+            if path.parent == b:
+                match = re.fullmatch(r"Upsample to ([\d.]+)", c_r)
+                assert match, f"{path}: {c_r!r} is not the folder's own degradation"
+                factors.append(float(match.group(1)))
+            else:
+                assert re.fullmatch(r"Denoise with sigma [\d.]+", c_r), c_r
+    assert len(factors) == 12 and 10.0 <= min(factors) and max(factors) <= 16.0
+    ranges = config.trained_ranges()
+    assert ranges["upsample"][1] == 16.0
+    assert ranges["denoise"] == config.degradation.parameterized.trained_ranges()["denoise"]
+    with pytest.raises(ValueError, match=r"key it by the folders of data\.path"):
+        map_dataset(DataConfig(source="folder", path=str(a), folder_degradation={str(b): only("upsample")}))

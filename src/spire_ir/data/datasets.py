@@ -64,6 +64,11 @@ class DataConfig:
     degrade: bool = True  # False for VAE / base-model training (no y, no c_r)
     # the synthesiser: p_parameterized, parameterized.* (Table 2 ranges) and realesrgan.* (x4plus values)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    # source: folder. {folder of data.path: its own synthesiser}, used for that folder's images instead of
+    # `degradation`; a folder's section starts from the synthesiser's defaults, not from `degradation`.
+    # spire-tiny's stage 11 degrades its captioned scenes by ×10–16 only, where the input has lost the shape and
+    # the caption has to supply it, while the photos keep the card recipe's mix
+    folder_degradation: dict[str, DegradationConfig] = field(default_factory=dict)
     # random flips and 90° rotations of x before degrading (8 orientations; photos have no preferred one at 128²)
     flip_rotate: bool = False
     # round y to 8 bits, as `spire bench build` and every saved input are: the model then never sees finer
@@ -84,6 +89,14 @@ class DataConfig:
     # resuming a webdataset run: "exact" re-reads (without decoding) what each worker had read, so the run sees
     # exactly the samples an uninterrupted one does; "fast" starts a new seeded stream at once (not those samples)
     resume: Literal["exact", "fast"] = "exact"
+
+    def trained_ranges(self) -> dict[str, list[float]]:
+        """Each op's range of values over every synthesiser of this data, {kind: [low, high]}."""
+        ranges = self.degradation.parameterized.trained_ranges()
+        for degradation in self.folder_degradation.values():
+            for kind, (low, high) in degradation.parameterized.trained_ranges().items():
+                ranges[kind] = [min(ranges[kind][0], low), max(ranges[kind][1], high)]
+        return ranges
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -172,10 +185,12 @@ class SampleMaker:
     def __init__(self, config: DataConfig) -> None:
         self.config = config
         self.degradation = config.degradation.build()
+        self.folder_degradations = {folder: d.build() for folder, d in config.folder_degradation.items()}
 
     def __call__(
-        self, image: torch.Tensor, captions: list[str], generator: torch.Generator
+        self, image: torch.Tensor, captions: list[str], generator: torch.Generator, folder: str | None = None
     ) -> dict[str, Any]:
+        """``folder``: a key of ``data.folder_degradation`` to degrade with that folder's synthesiser."""
         c = self.config
         x = random_crop(image, c.resolution, c.crop_scale, generator)
         if c.flip_rotate:
@@ -188,7 +203,7 @@ class SampleMaker:
         sample: dict[str, Any] = {"x": x[0], "c_s": caption}
         if c.degrade:
             with torch.no_grad():
-                y, c_r, record = self.degradation(x, generator)
+                y, c_r, record = self.folder_degradations.get(folder, self.degradation)(x, generator)
                 if c.quantize:
                     y = quantize_8bit(y)
             sample.update(y=y[0], c_r=restoration_prompt_variant(c_r, c.restoration_prompt), record=record)
@@ -208,6 +223,7 @@ class SpireDataset(torch.utils.data.Dataset):
         self.items = items
         self.config = config
         self.make = SampleMaker(config)
+        self.folders = _item_folders(items, config) if config.folder_degradation else None
 
     def __len__(self) -> int:
         return self.config.num_scenes if self.items is None else len(self.items)
@@ -232,10 +248,25 @@ class SpireDataset(torch.utils.data.Dataset):
             return None
         image, captions = loaded
         sample = self.make(
-            image, captions, make_generator(derive_seed(self.config.seed, "sample", epoch, index))
+            image, captions, make_generator(derive_seed(self.config.seed, "sample", epoch, index)),
+            self.folders[index] if self.folders else None,
         )
         sample["key"] = f"{epoch}:{index}"
         return sample
+
+
+def _item_folders(items: list[tuple[Path, list[str]]] | None, config: DataConfig) -> list[str | None]:
+    """For each item, the key of ``config.folder_degradation`` whose folder holds it (None: none does)."""
+    roots = {p.strip() for p in config.path.split(",") if p.strip()}
+    unknown = sorted(set(config.folder_degradation) - roots)
+    if config.source != "folder" or items is None or unknown:
+        raise ValueError(
+            f"data.folder_degradation names {', '.join(unknown) or 'folders'} but data.path lists "
+            f"{', '.join(sorted(roots)) or 'none'} (data.source: {config.source}); key it by the folders of data.path "
+            "exactly as written there, with data.source: folder"
+        )
+    keys = {folder: Path(folder) for folder in config.folder_degradation}
+    return [next((k for k, root in keys.items() if path.is_relative_to(root)), None) for path, _ in items]
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):

@@ -280,7 +280,7 @@ class SpireTask:
         # the last run that trained this adaptor)
         adaptor.register_to_config(
             restoration_prompt=config.data.restoration_prompt,
-            train_ranges=config.data.degradation.parameterized.trained_ranges(),
+            train_ranges=config.data.trained_ranges(),
         )
         self.loss_weights: torch.Tensor | None = None  # (C,) per latent channel; None: uniform
         if config.model.loss_weighting == "pixel":
