@@ -297,3 +297,5 @@ def test_a_folder_degraded_by_its_own_synthesiser(tmp_path):
     assert ranges["denoise"] == config.degradation.parameterized.trained_ranges()["denoise"]
     with pytest.raises(ValueError, match=r"key it by the folders of data\.path"):
         map_dataset(DataConfig(source="folder", path=str(a), folder_degradation={str(b): only("upsample")}))
+    with pytest.raises(ValueError, match=r"needs data\.source: folder"):
+        build_dataloader(DataConfig(source="webdataset", path=str(b), folder_degradation={str(b): only("upsample")}), 2)

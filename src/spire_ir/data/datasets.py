@@ -376,6 +376,8 @@ def build_dataloader(
     webdataset by rank, so ``rank`` and ``world_size`` only shard the map-style sources).
     """
     if config.source == "webdataset":
+        if config.folder_degradation:
+            raise ValueError("data.folder_degradation needs data.source: folder; shards have no folders to key it by")
         from spire_ir.data.shards import stream_loader
 
         return stream_loader(config, batch_size, start_batch), None
