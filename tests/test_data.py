@@ -298,4 +298,5 @@ def test_a_folder_degraded_by_its_own_synthesiser(tmp_path):
     with pytest.raises(ValueError, match=r"key it by the folders of data\.path"):
         map_dataset(DataConfig(source="folder", path=str(a), folder_degradation={str(b): only("upsample")}))
     with pytest.raises(ValueError, match=r"needs data\.source: folder"):
-        build_dataloader(DataConfig(source="webdataset", path=str(b), folder_degradation={str(b): only("upsample")}), 2)
+        shards = DataConfig(source="webdataset", path=str(b), folder_degradation={str(b): only("upsample")})
+        build_dataloader(shards, 2)
