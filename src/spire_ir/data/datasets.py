@@ -138,9 +138,14 @@ def folder_items(path: str | Path) -> list[tuple[Path, list[str]]]:
     return items
 
 
+def _folders(paths: str) -> list[str]:
+    """The folders of a comma-separated ``data.path``, as written there."""
+    return [p.strip() for p in paths.split(",") if p.strip()]
+
+
 def folders_items(paths: str, repeats: tuple[int, ...] = ()) -> list[tuple[Path, list[str]]]:
     """``folder_items`` of comma-separated folders, folder i's list repeated ``repeats[i]`` times (default 1)."""
-    roots = [p.strip() for p in paths.split(",") if p.strip()]
+    roots = _folders(paths)
     if not roots:
         raise ValueError("data.path is empty: name an image folder")
     if repeats and len(repeats) != len(roots):
@@ -257,7 +262,7 @@ class SpireDataset(torch.utils.data.Dataset):
 
 def _item_folders(items: list[tuple[Path, list[str]]] | None, config: DataConfig) -> list[str | None]:
     """For each item, the key of ``config.folder_degradation`` whose folder holds it (None: none does)."""
-    roots = {p.strip() for p in config.path.split(",") if p.strip()}
+    roots = set(_folders(config.path))
     unknown = sorted(set(config.folder_degradation) - roots)
     if config.source != "folder" or items is None or unknown:
         raise ValueError(
