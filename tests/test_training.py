@@ -421,6 +421,32 @@ def test_prior_ablation_trains_the_prior_with_the_adaptor(bridge_base, tmp_path,
     assert exported.conv_out.weight.shape == trained["conv_out.weight"].shape
 
 
+def test_train_only_trains_the_matching_parameters_and_exports_the_rest_as_loaded(bridge_base, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    overrides = [*BRIDGE_SMALL, f"output_dir={tmp_path}", f"model.base={bridge_base}", "model.prior=joint",
+                 "ema_decay=0.9"]  # fmt: skip
+    config = load_config(TrainConfig, "configs/tiny-bridge.yaml", overrides)
+    config.model.train_only = ["unet.*.attn2.*"]  # the prior's cross-attention: what reads the semantic prompt
+    task = SpireTask(config)
+    before = _snapshot(task.trainable)
+    attn2 = {name for name in before if name.startswith("unet.") and ".attn2." in name}
+    assert attn2 and {n for n, p in task.trainable.named_parameters() if p.requires_grad} == attn2
+    run_loop(config, task)
+    assert _changed(before, task.trainable) == attn2
+    pretrained = UNet2DConditionModel.from_pretrained(bridge_base / "unet").state_dict()
+    exported = UNet2DConditionModel.from_pretrained(tmp_path / "pipeline" / "unet").state_dict()
+    differ = {name for name in pretrained if not torch.equal(pretrained[name], exported[name])}
+    assert differ == {name.removeprefix("unet.") for name in attn2}  # the EMA export keeps the frozen rest too
+
+    for patterns, match in ((["unet.*"], "prior: joint or none"), (["unet.*.attn3.*"], "matches no parameter")):
+        config = load_config(TrainConfig, "configs/tiny-bridge.yaml", overrides)
+        config.model.prior = "frozen" if patterns == ["unet.*"] else "joint"
+        config.model.train_only = patterns
+        with pytest.raises(ValueError, match=match):
+            SpireTask(config)
+
+
 def _adaptor_weights(run) -> torch.Tensor:
     weights = load_file(str(run / "adaptor" / "diffusion_pytorch_model.safetensors"))
     return torch.cat([weights[k].flatten() for k in sorted(weights)])

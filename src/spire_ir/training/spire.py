@@ -14,6 +14,7 @@ only the adaptor trains.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "SpireTask",
     "TrainConfig",
     "bridge_loss",
+    "restrict_training",
     "sample_etas",
     "sample_timesteps",
     "spire_loss",
@@ -78,6 +80,10 @@ class ModelConfig:
     # the exported pipeline. A small κ costs less at K = 1, where the start noise must be removed with the
     # degradation; the prior is trained on σ down to 0, so any κ up to its sigma_uniform_max stays in range
     kappa: float | None = None
+    # train only the parameters whose names match one of these fnmatch patterns, the rest stay as loaded; names
+    # are "adaptor.<name>" and, with prior: joint or none, "unet.<name>". ["unet.*.attn2.*"]: the prior's
+    # cross-attention (what reads the semantic prompt) alone. None: every parameter of the adaptor (and prior)
+    train_only: list[str] | None = None
 
 
 @dataclass
@@ -256,6 +262,28 @@ class AdaptorAndPrior(torch.nn.Module):
         return step(self.adaptor, self.unet)
 
 
+def restrict_training(trainable: torch.nn.Module, patterns: list[str]) -> int:
+    """Freeze every parameter of ``trainable`` (a SpireAdaptor or an AdaptorAndPrior) whose name, written
+    "adaptor.<name>" or "unet.<name>", matches none of the fnmatch ``patterns``. Returns how many parameter
+    elements stay trainable; raises ValueError, naming the parameter names, when a pattern matches nothing."""
+    prefix = "" if isinstance(trainable, AdaptorAndPrior) else "adaptor."
+    names = {prefix + name: parameter for name, parameter in trainable.named_parameters()}
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            heads = sorted({".".join(name.split(".")[:2]) for name in names})
+            raise ValueError(
+                f"model.train_only: {pattern!r} matches no parameter; names start with {', '.join(heads[:12])}"
+                + (" …" if len(heads) > 12 else "")
+                + ' (the prior\'s are "unet.…" only with model.prior: joint or none)'
+            )
+    kept = 0
+    for name, parameter in names.items():
+        train = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        parameter.requires_grad_(train)
+        kept += parameter.numel() if train else 0
+    return kept
+
+
 class SpireTask:
     """The adaptor on a frozen prior (or, for the prior ablation, with the prior training too)."""
 
@@ -315,6 +343,8 @@ class SpireTask:
                 torch.nn.init.zeros_(unet.conv_out.weight)
                 torch.nn.init.zeros_(unet.conv_out.bias)
             self.trainable = AdaptorAndPrior(adaptor, unet.float().requires_grad_(True).train())
+        if config.model.train_only is not None:
+            restrict_training(self.trainable, config.model.train_only)
         if config.gradient_checkpointing:
             self.prior_of(self.trainable).enable_gradient_checkpointing()
             self.adaptor_of(self.trainable).controlnet.enable_gradient_checkpointing()
