@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,25 @@ def test_a_recipe_with_a_folder_degradation_saves_and_loads_back(tmp_path):
     assert scenes.parameterized.ranges["upsample"] == (10.0, 16.0) and scenes.p_parameterized == 1.0
     save_config(config, tmp_path / "config.yaml")
     assert load_config(TrainConfig, tmp_path / "config.yaml") == config
+
+
+SHIPPED_CONFIGS = sorted([*Path("configs").glob("*.yaml"), *Path("configs/ablations").glob("*.yaml"),
+                          *Path("recipes").glob("*/*.yaml")])  # fmt: skip
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=str)
+def test_every_shipped_config_loads_into_its_command(path):
+    from spire_ir.training.base import BaseTrainConfig
+    from spire_ir.training.vae import VaeTrainConfig
+
+    errors = []
+    for cls in (TrainConfig, BaseTrainConfig, VaeTrainConfig):
+        try:
+            load_config(cls, path)
+            return
+        except ConfigError as error:
+            errors.append(f"{cls.__name__}: {error}")
+    pytest.fail(f"{path} loads into no command's config: " + "; ".join(errors))
 
 
 def test_unknown_keys_are_rejected_with_the_valid_ones():
