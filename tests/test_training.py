@@ -439,7 +439,8 @@ def test_train_only_trains_the_matching_parameters_and_exports_the_rest_as_loade
     differ = {name for name in pretrained if not torch.equal(pretrained[name], exported[name])}
     assert differ == {name.removeprefix("unet.") for name in attn2}  # the EMA export keeps the frozen rest too
 
-    for patterns, match in ((["unet.*"], "prior: joint or none"), (["unet.*.attn3.*"], "matches no parameter")):
+    for patterns, match in ((["unet.*"], "prior: joint or none"), (["unet.*.attn3.*"], "matches no parameter"),
+                            ([], "train nothing")):  # fmt: skip
         config = load_config(TrainConfig, "configs/tiny-bridge.yaml", overrides)
         config.model.prior = "frozen" if patterns == ["unet.*"] else "joint"
         config.model.train_only = patterns

@@ -15,6 +15,7 @@ only the adaptor trains.
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from spire_ir.models.autoencoder import latent_pixel_weights, vae_scale_factor
 from spire_ir.models.text import encode_text
 from spire_ir.training.loop import LoopConfig, diffusion_target, frozen_dtype, move, run_loop, sample_latents
 from spire_ir.utils.seeding import SampleRandom
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ModelConfig",
@@ -266,6 +269,8 @@ def restrict_training(trainable: torch.nn.Module, patterns: list[str]) -> int:
     """Freeze every parameter of ``trainable`` (a SpireAdaptor or an AdaptorAndPrior) whose name, written
     "adaptor.<name>" or "unet.<name>", matches none of the fnmatch ``patterns``. Returns how many parameter
     elements stay trainable; raises ValueError, naming the parameter names, when a pattern matches nothing."""
+    if not patterns:
+        raise ValueError("model.train_only is empty, which would train nothing: list patterns or leave it out")
     prefix = "" if isinstance(trainable, AdaptorAndPrior) else "adaptor."
     names = {prefix + name: parameter for name, parameter in trainable.named_parameters()}
     for pattern in patterns:
@@ -344,7 +349,9 @@ class SpireTask:
                 torch.nn.init.zeros_(unet.conv_out.bias)
             self.trainable = AdaptorAndPrior(adaptor, unet.float().requires_grad_(True).train())
         if config.model.train_only is not None:
-            restrict_training(self.trainable, config.model.train_only)
+            kept = restrict_training(self.trainable, config.model.train_only)
+            total = sum(p.numel() for p in self.trainable.parameters())
+            logger.info("model.train_only: training %d of %d parameter elements", kept, total)
         if config.gradient_checkpointing:
             self.prior_of(self.trainable).enable_gradient_checkpointing()
             self.adaptor_of(self.trainable).controlnet.enable_gradient_checkpointing()
