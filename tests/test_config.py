@@ -26,11 +26,16 @@ def test_a_recipe_with_a_folder_degradation_saves_and_loads_back(tmp_path):
     assert load_config(TrainConfig, tmp_path / "config.yaml") == config
 
 
-SHIPPED_CONFIGS = sorted([*Path("configs").glob("*.yaml"), *Path("configs/ablations").glob("*.yaml"),
-                          *Path("recipes").glob("*/*.yaml")])  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_CONFIGS = sorted([*ROOT.glob("configs/*.yaml"), *ROOT.glob("configs/ablations/*.yaml"),
+                          *ROOT.glob("recipes/*/*.yaml")])  # fmt: skip
 
 
-@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=str)
+def test_the_shipped_configs_are_found():
+    assert len(SHIPPED_CONFIGS) >= 20 and ROOT / "recipes/spire-tiny/adaptor.yaml" in SHIPPED_CONFIGS
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_config_loads_into_its_command(path):
     from spire_ir.training.base import BaseTrainConfig
     from spire_ir.training.vae import VaeTrainConfig
