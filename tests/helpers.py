@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +147,14 @@ def load_with_defaults(pipe, folder, **defaults):
     loaded = SpirePipeline.from_pretrained(folder)
     loaded.set_progress_bar_config(disable=True)
     return loaded
+
+
+def load_recipe_script(name: str):
+    """A script of recipes/spire-tiny/ (``name``: its file name) imported as a module, for testing its functions."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "spire-tiny" / name
+    spec = importlib.util.spec_from_file_location(f"spire_tiny_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

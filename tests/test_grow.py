@@ -1,23 +1,15 @@
 """recipes/spire-tiny/grow.py: growing a pipeline to two resnets per level keeps its restorations."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-from helpers import make_photo
+from helpers import load_recipe_script, make_photo
 from spire_ir.pipeline import SpirePipeline
 from spire_ir.testing import tiny_bridge_components
 
-GROW = Path(__file__).resolve().parents[1] / "recipes" / "spire-tiny" / "grow.py"
-
 
 def _load_grow():
-    spec = importlib.util.spec_from_file_location("spire_tiny_grow", GROW)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script("grow.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """recipes/spire-tiny/interpolate.py: weight-space interpolation of two pipelines of one architecture."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import load_recipe_script
 from spire_ir.testing import tiny_bridge_pipeline
 
 SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "spire-tiny" / "interpolate.py"
@@ -16,10 +16,7 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("spire_tiny_interpolate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script("interpolate.py")
 
 
 def _half(pipe) -> dict[str, torch.Tensor]:
