@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 import torch
@@ -256,6 +257,16 @@ def test_degrade_fills_missing_values_from_the_training_range(photo):
     parsed = prompts.parse(text)
     assert parsed.kinds() == ["upsample", "dejpeg"]
     assert 1.0 <= parsed.ops[0].value <= 7.0 and 30 <= parsed.ops[1].value <= 92
+
+
+def test_degrade_applies_values_beyond_the_training_range_without_the_model_warning(photo):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "outside the training range" is about a model following c_r, not synthesis
+        y, text, _record = degrade(photo, "Upsample to 16.0", make_generator(0))
+    assert text == "Upsample to 16.0"
+    assert torch.equal(y, image_ops.resize_down_up(photo, 16.0))
+    with pytest.warns(prompts.PromptWarning, match="not understood"):  # unknown words are still reported
+        degrade(photo, "Upsample to 16.0, make it pop", make_generator(0))
 
 
 def test_degrade_rejects_empty_prompt(photo):

@@ -163,7 +163,9 @@ def degrade(
     Returns:
         (y, canonical c_r, record).
     """
-    parsed = prompt if isinstance(prompt, prompts.RestorationPrompt) else prompts.parse(prompt, strict=strict)
+    # synthesis has no training range: any valid value is applied as asked, without the model's warning
+    valid = {kind: spec.valid for kind, spec in prompts.OP_SPECS.items()}
+    parsed = prompt if isinstance(prompt, prompts.RestorationPrompt) else prompts.parse(prompt, strict, valid)
     if not parsed.ops and not parsed.blind:
         raise ValueError(f"restoration prompt {prompt!r} names no degradation to apply")
     sampler = ParameterizedDegradation()
