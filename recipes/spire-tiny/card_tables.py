@@ -13,7 +13,8 @@ TASKS = {
     "noise005": "Denoise with sigma 0.05", "noise010": "Denoise with sigma 0.10", "blur15": "Deblur with sigma 1.5",
     "blur25": "Deblur with sigma 2.5", "jpeg30": "Dejpeg with quality 30", "up4": "Upsample to 4.0",
 }  # fmt: skip
-METHODS = ("identity", "classical", "ffdnet", "spire-raw", "spire-v1", "spire-k1")  # raw: --no-consistency, v1: one view
+# raw: --no-consistency, v1: one view, k1: the default, v8: eight views (noise only)
+METHODS = ("identity", "classical", "ffdnet", "spire-raw", "spire-v1", "spire-k1", "spire-v8")
 
 
 def _cell(run: Path, count: int = 3) -> str:
@@ -33,7 +34,7 @@ def main() -> None:
     print("| task | " + " | ".join(METHODS) + " |\n" + "|---" * (len(METHODS) + 1) + "|")
     for key, task in TASKS.items():
         print(f"| {task} | " + " | ".join(_cell(runs / f"{key}-{m}") for m in METHODS) + " |")
-    semantic = ("spire-k1", "spire-nocap", "spire-wrongcap", "spire-cfg15")  # caption, "", another's, CFG 1.5
+    semantic = ("spire-k1", "spire-nocap", "spire-wrongcap", "spire-cfg15", "spire-cfg4")  # caption, "", another's, CFG
     print("\n| task | " + " | ".join(semantic) + " |\n" + "|---" * (len(semantic) + 1) + "|")
     for key, task in TASKS.items():
         print(f"| {task} | " + " | ".join(_cell(runs / f"{key}-{m}", 2) for m in semantic) + " |")

@@ -38,10 +38,15 @@ done
 
 # the semantic prompt on photos (does c_s change PSNR? in the paper's Table 5 it costs 0.25 dB): the default with c_s = ""
 # (--prompts restoration), with another photo's caption (--prompts unmatched), and with its caption under CFG 1.5
+# and 4; then 8 views on noise
 for task in noise005 noise010 blur15 blur25 jpeg30 up4; do
   spire bench run $OUT/bench/$task --method spire --model "$MODEL" --prompts restoration -o $OUT/runs/$task-spire-nocap
   spire bench run $OUT/bench/$task --method spire --model "$MODEL" --prompts unmatched -o $OUT/runs/$task-spire-wrongcap
   spire bench run $OUT/bench/$task --method spire --model "$MODEL" --guidance 1.5 -o $OUT/runs/$task-spire-cfg15
+  spire bench run $OUT/bench/$task --method spire --model "$MODEL" --guidance 4 -o $OUT/runs/$task-spire-cfg4
+done
+for task in noise005 noise010; do
+  spire bench run $OUT/bench/$task --method spire --model "$MODEL" --self-ensemble 8 -o $OUT/runs/$task-spire-v8
 done
 
 # blind restoration: Real-ESRGAN degradation, "Remove all degradation"
@@ -71,8 +76,9 @@ python recipes/spire-tiny/eval.py tiles --model "$MODEL" -o $OUT/tiles.json
 spire bench strength --images $EVAL --model "$MODEL" --captions -o $OUT/strength.json
 python recipes/spire-tiny/eval.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
 for g in 1.5 4; do  # does CFG make the caption steer where the input has lost the shape?
+  grid=(); [ $g = 4 ] && grid=(--grid docs/images/spire-tiny/semantic-cfg4.png)
   python recipes/spire-tiny/eval.py semantic --model "$MODEL" --guidance $g --degradation "Upsample to 16.0" \
-    -o $OUT/semantic-cfg$g.json
+    "${grid[@]}" -o $OUT/semantic-cfg$g.json
 done
 spire degrade $EVAL/chelsea.png -o $OUT/chelsea-noise010.png --prompt "Denoise with sigma 0.10" --seed 0
 spire walk $OUT/chelsea-noise010.png --model "$MODEL" -p "a tabby cat looking to the side" -r "Denoise with sigma {}" \

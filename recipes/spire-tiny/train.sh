@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-create the built-in spire-tiny model from a fresh clone with the project's own commands (2 CPU cores).
 #
-#   bash recipes/spire-tiny/train.sh          # data, prior, adaptor, eight fine-tunes, export into src/spire_ir/weights/spire-tiny
+#   bash recipes/spire-tiny/train.sh          # data, prior, adaptor, ten fine-tunes, export into src/spire_ir/weights/spire-tiny
 #
 # Every stage checkpoints often and resumes exactly: run the script again after an interruption and it goes on
 # where it stopped (a finished stage, one with summary.json, is skipped). Needs an editable install with the
@@ -49,6 +49,12 @@ stage train recipes/spire-tiny/finetune7.yaml $RUN/finetune7    # stage 9: 3,000
 [ -f $RUN/stage9-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/finetune7/pipeline \
   -o $RUN/stage9-model --default-steps 1 --default-guidance 1.0 # stage 9 exported in fp16; stage 10 starts from it
 stage train recipes/spire-tiny/finetune8.yaml $RUN/finetune8    # stage 10: 3,000 more steps of the same recipe
-python recipes/spire-tiny/export.py $RUN/finetune8/pipeline -o src/spire_ir/weights/spire-tiny --default-steps 1 \
-  --default-guidance 1.0 --default-self-ensemble 4 --default-attention-window 128 \
-  --default-tile-size 512   # MODEL_CARD.md says why
+DEFAULTS=(--default-steps 1 --default-guidance 1.0 --default-self-ensemble 4 --default-attention-window 128
+          --default-tile-size 512)  # the shipped sampling defaults: MODEL_CARD.md says why
+[ -f $RUN/stage10-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/finetune8/pipeline \
+  -o $RUN/stage10-model "${DEFAULTS[@]}"                       # stage 10 exported in fp16; stage 11 starts from it
+stage train recipes/spire-tiny/finetune9.yaml $RUN/finetune9    # stage 11: captioned scenes at ×10–16 added
+[ -f $RUN/stage11-model/model_index.json ] || python recipes/spire-tiny/export.py $RUN/finetune9/pipeline \
+  -o $RUN/stage11-model --default-steps 1 --default-guidance 1.0 # stage 11 exported in fp16; stage 11b starts from it
+stage train recipes/spire-tiny/finetune10.yaml $RUN/finetune10  # stage 11b: fewer scenes, stage 10's learning rate
+python recipes/spire-tiny/export.py $RUN/finetune10/pipeline -o src/spire_ir/weights/spire-tiny "${DEFAULTS[@]}"
