@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Every number of MODEL_CARD.md, one command each, on the 8 evaluation photos at 256² (2 CPU cores).
-#   bash recipes/spire-tiny/measure.sh [MODEL]      # MODEL: spire-tiny (default) or a pipeline folder
-# Results: results/spire-tiny/ (benches, runs, reports, JSON); grids: docs/images/spire-tiny/.
+#   bash recipes/spire-tiny/measure.sh [--gates] [MODEL [OUT]]
+# MODEL: spire-tiny (default) or a pipeline folder. OUT: where the benches, runs, reports and JSON go,
+# results/spire-tiny by default; the grids go to docs/images/spire-tiny for that OUT and to OUT/figures for any other.
+# --gates runs only what the card's must gates need, then checks them (gates.py): score a retrained model with it
+# before it replaces the shipped weights, e.g. `bash recipes/spire-tiny/measure.sh --gates RUN/model results/RUN`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+GATES=false; if [ "${1:-}" = --gates ]; then GATES=true; shift; fi
 MODEL=${1:-spire-tiny}
-OUT=results/spire-tiny
+OUT=${2:-results/spire-tiny}
+FIG=docs/images/spire-tiny; [ "$OUT" = results/spire-tiny ] || FIG=$OUT/figures
 EVAL=data/spire-mini/eval/photos
-mkdir -p $OUT docs/images/spire-tiny
+mkdir -p $OUT $FIG
 
 # the card tasks: one bench per task; identity, classical, ffdnet on noise, spire-tiny at its defaults (K = 1,
-# data consistency on, the model folder's self-ensemble), with one view only, and without data consistency
+# data consistency on, the model folder's self-ensemble), and (not for the gates) with one view only and without
+# data consistency
 declare -A TASKS=(
   [noise005]="Denoise with sigma 0.05" [noise010]="Denoise with sigma 0.10"
   [blur15]="Deblur with sigma 1.5" [blur25]="Deblur with sigma 2.5"
@@ -27,14 +33,34 @@ for task in noise005 noise010 blur15 blur25 jpeg30 up4; do
   esac
   spire bench run $OUT/bench/$task --method spire --model "$MODEL" -o $OUT/runs/$task-spire-k1
   runs="$runs $OUT/runs/$task-spire-k1"
-  spire bench run $OUT/bench/$task --method spire --model "$MODEL" --self-ensemble 1 -o $OUT/runs/$task-spire-v1
-  runs="$runs $OUT/runs/$task-spire-v1"
-  case $task in blur*|jpeg*|up*)  # the same model without data consistency (noise alone has none to apply)
-    spire bench run $OUT/bench/$task --method spire --model "$MODEL" --no-consistency -o $OUT/runs/$task-spire-raw
-    runs="$runs $OUT/runs/$task-spire-raw";;
-  esac
+  if ! $GATES; then
+    spire bench run $OUT/bench/$task --method spire --model "$MODEL" --self-ensemble 1 -o $OUT/runs/$task-spire-v1
+    runs="$runs $OUT/runs/$task-spire-v1"
+    case $task in blur*|jpeg*|up*)  # the same model without data consistency (noise alone has none to apply)
+      spire bench run $OUT/bench/$task --method spire --model "$MODEL" --no-consistency -o $OUT/runs/$task-spire-raw
+      runs="$runs $OUT/runs/$task-spire-raw";;
+    esac
+  fi
   spire bench report $runs -o $OUT/reports/$task
 done
+
+# blind restoration: Real-ESRGAN degradation, "Remove all degradation"
+spire bench build --images $EVAL --n 8 --size 256 --seed 0 --setting realesrgan -o $OUT/bench/blind
+for method in identity bicubic realesrgan spire; do
+  spire bench run $OUT/bench/blind --method $method --model "$MODEL" -o $OUT/runs/blind-$method
+done
+spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/reports/blind
+
+# strength control (Fig. 7), and the semantic targets where the input has lost the shape, at the default guidance
+# and under CFG (does CFG make the caption steer?)
+spire bench strength --images $EVAL --model "$MODEL" --captions -o $OUT/strength.json
+for g in 1.5 4; do
+  grid=(); [ $g = 4 ] && grid=(--grid $FIG/semantic-cfg4.png)
+  python recipes/spire-tiny/eval.py semantic --model "$MODEL" --guidance $g --degradation "Upsample to 16.0" \
+    "${grid[@]}" -o $OUT/semantic-cfg$g.json
+done
+if $GATES; then python recipes/spire-tiny/gates.py $OUT; exit; fi
+python recipes/spire-tiny/eval.py semantic --model "$MODEL" --grid $FIG/semantic.png -o $OUT/semantic.json
 
 # factors past the photos' ×7 (×10–16 was trained on the scenes only): the default, and without data consistency
 for factor in 8.0 12.0; do
@@ -59,13 +85,6 @@ for task in noise005 noise010; do
   spire bench run $OUT/bench/$task --method spire --model "$MODEL" --self-ensemble 8 -o $OUT/runs/$task-spire-v8
 done
 
-# blind restoration: Real-ESRGAN degradation, "Remove all degradation"
-spire bench build --images $EVAL --n 8 --size 256 --seed 0 --setting realesrgan -o $OUT/bench/blind
-for method in identity bicubic realesrgan spire; do
-  spire bench run $OUT/bench/blind --method $method --model "$MODEL" -o $OUT/runs/blind-$method
-done
-spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/reports/blind
-
 # K and the step kind (empty semantic prompt, one view: the ensemble multiplies every cell alike)
 CARD_TASKS=(--task "Denoise with sigma 0.05" --task "Denoise with sigma 0.10" --task "Deblur with sigma 1.5"
             --task "Deblur with sigma 2.5" --task "Dejpeg with quality 30" --task "Upsample to 4.0")
@@ -82,18 +101,11 @@ python benchmarks/spire_tiny.py --threads 2 --sizes 512 --guidance 1.5 --tile 38
 # whole against tiled sampling on the evaluation photos at full size (default_tile_size)
 python recipes/spire-tiny/eval.py tiles --model "$MODEL" -o $OUT/tiles.json
 
-# strength control (Fig. 7) and semantic prompting (Fig. 6)
-spire bench strength --images $EVAL --model "$MODEL" --captions -o $OUT/strength.json
-python recipes/spire-tiny/eval.py semantic --model "$MODEL" --grid docs/images/spire-tiny/semantic.png -o $OUT/semantic.json
-for g in 1.5 4; do  # does CFG make the caption steer where the input has lost the shape?
-  grid=(); [ $g = 4 ] && grid=(--grid docs/images/spire-tiny/semantic-cfg4.png)
-  python recipes/spire-tiny/eval.py semantic --model "$MODEL" --guidance $g --degradation "Upsample to 16.0" \
-    "${grid[@]}" -o $OUT/semantic-cfg$g.json
-done
+# the strength walks of the card (Fig. 7)
 spire degrade $EVAL/chelsea.png -o $OUT/chelsea-noise010.png --prompt "Denoise with sigma 0.10" --seed 0
 spire walk $OUT/chelsea-noise010.png --model "$MODEL" -p "a tabby cat looking to the side" -r "Denoise with sigma {}" \
-  --values 0.02,0.04,0.08,0.12,0.16,0.24 --overwrite -o docs/images/spire-tiny/walk-denoise.png
+  --values 0.02,0.04,0.08,0.12,0.16,0.24 --overwrite -o $FIG/walk-denoise.png
 spire degrade $EVAL/coffee.png -o $OUT/coffee-blur20.png --prompt "Deblur with sigma 2.0" --seed 0
 spire walk $OUT/coffee-blur20.png --model "$MODEL" -p "a cup of coffee on a saucer with a spoon" \
-  -r "Deblur with sigma {}" --values 0.5,1.0,1.5,2.0,3.0,4.0 --overwrite -o docs/images/spire-tiny/walk-deblur.png
-
+  -r "Deblur with sigma {}" --values 0.5,1.0,1.5,2.0,3.0,4.0 --overwrite -o $FIG/walk-deblur.png
+python recipes/spire-tiny/gates.py $OUT
