@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,5 +157,9 @@ def load_recipe_script(name: str):
     path = Path(__file__).resolve().parents[1] / "recipes" / "spire-tiny" / name
     spec = importlib.util.spec_from_file_location(f"spire_tiny_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))  # as when run: the script may import its siblings
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module

@@ -13,17 +13,15 @@ import json
 import sys
 from pathlib import Path
 
-TASKS = {
-    "noise005": "Denoise with sigma 0.05", "noise010": "Denoise with sigma 0.10", "blur15": "Deblur with sigma 1.5",
-    "blur25": "Deblur with sigma 2.5", "jpeg30": "Dejpeg with quality 30", "up4": "Upsample to 4.0",
-}  # fmt: skip
+from card_tables import TASKS  # the card tasks: bench folder key -> restoration prompt
+
 MIN_GAIN = {"jpeg30": 0.5, "up4": 0.4}  # dB over the input where classical methods do not apply
 GOAL_PSNR = {"noise005": 34.5, "noise010": 30.5, "blur15": 32.5, "blur25": 29.0, "jpeg30": 31.0, "up4": 27.6}
 FFDNET_GAP = 1.5  # goal: within this many dB of FFDNet on noise
-STRENGTH_RHO = {
+STRENGTH_RHO = {  # Spearman ρ bound: the denoise walk at most, the deblur one at least
     "denoise": -0.9,
     "deblur": 0.8,
-}  # Spearman ρ bound: the denoise walk at most, the deblur one at least
+}
 SEMANTIC_LEAD = 0.20  # the true caption's accuracy over the empty caption's
 
 
@@ -31,20 +29,17 @@ class Missing(Exception):
     """A result the gates need is not in the results folder."""
 
 
-def _metric(root: Path, run: str, metric: str) -> float:
-    """Mean ``metric`` of ``root/runs/run`` (a ``spire bench run`` folder)."""
-    path = root / "runs" / run / "summary.json"
+def _json(root: Path, name: str) -> dict:
+    """``root/name`` read as JSON; ``Missing`` names the file and the command that writes it."""
+    path = root / name
     if not path.is_file():
         raise Missing(f"{path} is missing: run `bash recipes/spire-tiny/measure.sh --gates MODEL {root}`")
-    return float(json.loads(path.read_text())["metrics"][metric]["mean"])
-
-
-def _json(path: Path) -> dict:
-    if not path.is_file():
-        raise Missing(
-            f"{path} is missing: run `bash recipes/spire-tiny/measure.sh --gates MODEL {path.parent}`"
-        )
     return json.loads(path.read_text())
+
+
+def _metric(root: Path, run: str, metric: str) -> float:
+    """Mean ``metric`` of ``root/runs/run`` (a ``spire bench run`` folder)."""
+    return float(_json(root, f"runs/{run}/summary.json")["metrics"][metric]["mean"])
 
 
 def check(root: Path) -> tuple[list[tuple[str, str, str, bool]], list[tuple[str, str, str, bool]]]:
@@ -78,7 +73,7 @@ def check(root: Path) -> tuple[list[tuple[str, str, str, bool]], list[tuple[str,
         for other in ("identity", "bicubic", "realesrgan"):
             value = _metric(root, f"blind-{other}", metric)
             must.append((f"blind: {metric} over {other}", f"{model:.3f}", f"> {value:.3f}", model > value))
-    strength = _json(root / "strength.json")
+    strength = _json(root, "strength.json")
     for walk, bound in STRENGTH_RHO.items():
         rho = float(strength[walk]["spearman_mean"])
         met = rho <= bound if bound < 0 else rho >= bound

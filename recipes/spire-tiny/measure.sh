@@ -51,8 +51,8 @@ for method in identity bicubic realesrgan spire; do
 done
 spire bench report $OUT/runs/blind-{identity,bicubic,realesrgan,spire} -o $OUT/reports/blind
 
-# strength control (Fig. 7), and the semantic targets where the input has lost the shape, at the default guidance
-# and under CFG (does CFG make the caption steer?)
+# strength control (Fig. 7), and the semantic targets where the input has lost the shape, under CFG 1.5 and 4
+# (does CFG make the caption steer?)
 spire bench strength --images $EVAL --model "$MODEL" --captions -o $OUT/strength.json
 for g in 1.5 4; do
   grid=(); [ $g = 4 ] && grid=(--grid $FIG/semantic-cfg4.png)
