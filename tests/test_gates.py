@@ -89,3 +89,10 @@ def test_a_missing_result_names_the_file_and_the_command_that_writes_it(tmp_path
     done = subprocess.run([sys.executable, str(SCRIPT), str(root)], capture_output=True, text=True)
     assert done.returncode == 1
     assert "strength.json is missing" in done.stderr and "measure.sh --gates" in done.stderr
+
+
+def test_a_gain_just_under_its_bound_does_not_print_as_meeting_it(tmp_path):
+    # +0.499 dB on JPEG (a retrained model scored this) rounds to "+0.50" at two decimals, beside a bound of +0.5
+    must, _ = load_recipe_script("gates.py").check(_results(tmp_path, jpeg_model_psnr=30.899))
+    [(what, measured, bound, _)] = [row for row in must if not row[3]]
+    assert what == "Dejpeg with quality 30: gain over the input" and measured == "+0.499 dB" and bound == "≥ +0.5 dB"

@@ -57,17 +57,17 @@ def check(root: Path) -> tuple[list[tuple[str, str, str, bool]], list[tuple[str,
         psnr = _metric(root, f"{key}-spire-k1", "psnr")
         if key in MIN_GAIN:
             gain = psnr - _metric(root, f"{key}-identity", "psnr")
-            must.append((f"{task}: gain over the input", f"{gain:+.2f} dB", f"≥ +{MIN_GAIN[key]} dB",
+            must.append((f"{task}: gain over the input", f"{gain:+.3f} dB", f"≥ +{MIN_GAIN[key]} dB",
                          gain >= MIN_GAIN[key]))  # fmt: skip
         else:
             classical = _metric(root, f"{key}-classical", "psnr")
             must.append(
-                (f"{task}: psnr over classical", f"{psnr:.2f}", f"> {classical:.2f}", psnr > classical)
+                (f"{task}: psnr over classical", f"{psnr:.3f}", f"> {classical:.3f}", psnr > classical)
             )
-        goals.append((f"{task}: psnr", f"{psnr:.2f}", f"≥ {GOAL_PSNR[key]}", psnr >= GOAL_PSNR[key]))
+        goals.append((f"{task}: psnr", f"{psnr:.3f}", f"≥ {GOAL_PSNR[key]}", psnr >= GOAL_PSNR[key]))
         if key.startswith("noise"):
             gap = _metric(root, f"{key}-ffdnet", "psnr") - psnr
-            goals.append((f"{task}: below FFDNet", f"{gap:.2f} dB", f"≤ {FFDNET_GAP} dB", gap <= FFDNET_GAP))
+            goals.append((f"{task}: below FFDNet", f"{gap:.3f} dB", f"≤ {FFDNET_GAP} dB", gap <= FFDNET_GAP))
     for metric in ("psnr", "ssim"):
         model = _metric(root, "blind-spire", metric)
         for other in ("identity", "bicubic", "realesrgan"):
